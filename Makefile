@@ -1,0 +1,27 @@
+# Two commands on a fresh machine: `make run` (the bot, once .env is filled in) and `make test` (every test).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench demo install
+
+$(BIN)/sora-bot: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/sora-bot
+
+run: install
+	$(BIN)/sora-bot run
+
+demo: install
+	$(BIN)/sora-bot demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py

@@ -1,0 +1,74 @@
+"""Prompt rules: what a member may ask for, and how their words are shown back without pinging anyone."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from bot.pricing import MAX_PROMPT_LENGTH
+
+# C0/C1 controls except tab and newline, plus bidi overrides that could make a status message lie.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_MENTION = re.compile(r"@(everyone|here)|<(@[!&]?|#)(\d+)>")
+_MARKDOWN = re.compile(r"([\\*_`~|>#\[\]()-])")
+_ZWSP = "\u200b"
+
+
+class PromptRejected(ValueError):
+    """The prompt cannot be sent; `user_message` tells the member what to change."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+def _normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def contains_banned(prompt: str, banned: Iterable[str]) -> bool:
+    """Whether `prompt` contains any banned word or phrase (case, width and spacing insensitive)."""
+    words = " ".join(re.findall(r"\w+", _normalise(prompt)))
+    padded = f" {words} "
+    for phrase in banned:
+        needle = " ".join(re.findall(r"\w+", _normalise(phrase)))
+        if needle and f" {needle} " in padded:
+            return True
+    return False
+
+
+def check_prompt(text: str, banned: Iterable[str] = ()) -> str:
+    """Clean a prompt and check it against the model's and the server's rules.
+
+    Returns:
+        The prompt to send upstream: control characters removed, surrounding space trimmed.
+
+    Raises:
+        PromptRejected: empty, too long, or containing a word this server does not allow.
+    """
+    cleaned = _CONTROL.sub("", text).strip()
+    if not cleaned:
+        raise PromptRejected("Your prompt is empty. Describe the video you want, for example: a cat surfing at sunset.")
+    if len(cleaned) > MAX_PROMPT_LENGTH:
+        raise PromptRejected(
+            f"Your prompt is {len(cleaned):,} characters; the limit is {MAX_PROMPT_LENGTH:,}. Shorten it and try again."
+        )
+    if contains_banned(cleaned, banned):
+        raise PromptRejected(
+            "Your prompt contains words this server doesn't allow. Rephrase it and try again."
+        )
+    return cleaned
+
+
+def neutralise_mentions(text: str) -> str:
+    """Break `@everyone`, `@here` and `<@id>`-style mentions so they render as text and ping nobody."""
+    return _MENTION.sub(lambda m: m.group(0).replace("@", "@" + _ZWSP).replace("<#", "<" + _ZWSP + "#"), text)
+
+
+def display_prompt(text: str, limit: int = 300) -> str:
+    """Render a member's prompt for a public message: shortened, markdown-inert, mention-proof."""
+    flat = " ".join(_CONTROL.sub("", text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "…"
+    return neutralise_mentions(_MARKDOWN.sub(r"\\\1", flat))
