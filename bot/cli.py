@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     sync = sub.add_parser("sync", help="register the slash commands with Discord")
-    sync.add_argument("--guild", type=int, default=None, help="sync to this server only (default: DEV_GUILD_ID or global)")
+    sync.add_argument(
+        "--guild", type=int, default=None, help="sync to this server only (default: DEV_GUILD_ID or global)"
+    )
     sync.set_defaults(func=_cmd_sync)
 
     check = sub.add_parser("check", help="check configuration, database, the API key and the operator's balance")

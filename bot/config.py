@@ -80,7 +80,9 @@ class Settings:
 def _url(name: str, value: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
     parsed = urlparse(value)
     if parsed.scheme not in schemes or not parsed.netloc:
-        raise ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)} (got {value!r})")
+        raise ConfigError(
+            name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)} (got {value!r})"
+        )
     return value.rstrip("/")
 
 

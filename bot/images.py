@@ -79,10 +79,12 @@ def check_image(data: bytes) -> ImageInfo:
     short = min(width, height)
     if short < MIN_SHORT_SIDE:
         raise ImageRejected(
-            f"That image is {width}×{height}; its shortest side must be at least {MIN_SHORT_SIDE} px. Use a larger image."
+            f"That image is {width}×{height}; its shortest side must be at least {MIN_SHORT_SIDE} px. "
+            "Use a larger image."
         )
     if 5 * width < 2 * height or 2 * width > 5 * height:  # exact integer test of 2:5 <= w:h <= 5:2
         raise ImageRejected(
-            f"That image is {width}×{height}; its shape must be between 2:5 (tall) and 5:2 (wide). Crop it and try again."
+            f"That image is {width}×{height}; its shape must be between 2:5 (tall) and 5:2 (wide). "
+            "Crop it and try again."
         )
     return ImageInfo(format=fmt, mime=FORMATS[fmt], width=width, height=height, size=len(data))

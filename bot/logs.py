@@ -14,7 +14,7 @@ _TOKEN_IN_PATH = re.compile(r"(/(?:webhooks/\d+|interactions/\d+)/)[A-Za-z0-9_.\
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{3,}")
 
-_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})) | {"message", "asctime"})
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -58,7 +58,9 @@ class KeyValueFormatter(logging.Formatter):
         )
         extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
         if extras:
-            base += " " + " ".join(f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}" for k, v in extras.items())
+            base += " " + " ".join(
+                f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}" for k, v in extras.items()
+            )
         if record.exc_text:
             base += "\n" + record.exc_text
         return base

@@ -55,9 +55,7 @@ def check_prompt(text: str, banned: Iterable[str] = ()) -> str:
             f"Your prompt is {len(cleaned):,} characters; the limit is {MAX_PROMPT_LENGTH:,}. Shorten it and try again."
         )
     if contains_banned(cleaned, banned):
-        raise PromptRejected(
-            "Your prompt contains words this server doesn't allow. Rephrase it and try again."
-        )
+        raise PromptRejected("Your prompt contains words this server doesn't allow. Rephrase it and try again.")
     return cleaned
 
 
