@@ -1,0 +1,74 @@
+"""Build every resource in one place, hand them to the bot, and close them in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import aiohttp
+import discord
+from storage.db import Database
+
+from bot.config import Settings
+from bot.discord_bot import Services, SoraBot, point_discord_py_at
+from bot.upstream.client import VideoAPIClient
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the shared HTTP session, the database and the API client; close them in reverse order."""
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(headers={"User-Agent": "sora-bot/0.1"}, raise_for_status=False)
+        )
+        db = await Database.open(settings.database_path)
+        stack.push_async_callback(db.close)
+        api = VideoAPIClient(session, base_url=settings.sora_api_base, api_key=settings.sora_api_key.get_secret_value())
+        yield Services(settings=settings, db=db, api=api, session=session)
+
+
+async def run_bot(settings: Settings) -> int:
+    """Run until SIGTERM or Ctrl-C; both end cleanly with every job's state already on disk."""
+    assert settings.discord_token is not None
+    point_discord_py_at(settings)
+    async with open_services(settings) as services:
+        bot = SoraBot(services)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        async with bot:
+            runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord")
+            stopper = asyncio.create_task(stop.wait(), name="signals")
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                log.info("shutting down")
+                await bot.close()
+            stopper.cancel()
+            try:
+                await runner
+            except discord.LoginFailure:
+                print("sora-bot: Discord refused the token: check DISCORD_TOKEN.")
+                return 2
+    return 0
+
+
+async def sync_commands(settings: Settings, guild_id: int | None) -> int:
+    """Log in, register the commands (to one guild or globally), and leave."""
+    assert settings.discord_token is not None
+    point_discord_py_at(settings)
+    async with open_services(settings) as services:
+        bot = SoraBot(services, sync_on_start=False, start_jobs=False)
+        async with bot:
+            await bot.login(settings.discord_token.get_secret_value())  # runs setup_hook: cogs loaded
+            target = guild_id or settings.dev_guild_id
+            await bot.sync_commands(target, only_if_changed=False)
+            where = f"server {target}" if target else "every server (global commands can take up to an hour to show)"
+            print(f"sora-bot: commands registered for {where}.")
+    return 0

@@ -1,0 +1,70 @@
+"""The upstream's completion callbacks: a hint to re-read the task now, never trusted as the result itself.
+
+Callbacks are unsigned, so a callback only wakes the job's follower, which then asks the upstream with
+`GET /v1/tasks/{id}`. Only unguessable per-job paths are accepted, bodies are bounded, and an unknown
+path gets the same 404 as any other, so nothing can be learnt by probing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from storage.db import Database
+
+    from bot.jobs.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+RUNNER_KEY = web.AppKey("runner", object)
+DB_KEY = web.AppKey("db", object)
+
+
+async def _callback(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    db: Database = request.app[DB_KEY]  # type: ignore[assignment]
+    runner: JobRunner = request.app[RUNNER_KEY]  # type: ignore[assignment]
+    try:
+        await request.read()  # bounded by client_max_size; the body itself is never acted on
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "body too large"}, status=413)
+    job = await db.jobs.get_by_callback_token(token)
+    if job is None:
+        return web.json_response({"error": "not found"}, status=404)
+    header_task = request.headers.get("X-Task-Id")
+    if header_task and job.task_id and header_task != job.task_id:
+        log.warning("callback names another task; ignored", extra={"job": job.id})
+        return web.json_response({"error": "not found"}, status=404)
+    woke = runner.poke(job.id)
+    log.info("callback received", extra={"job": job.id, "event": request.headers.get("X-Event", "?"), "woke": woke})
+    return web.json_response({"ok": True})
+
+
+def make_callback_app(db: Database, runner: JobRunner) -> web.Application:
+    """The callback server's app; exposed for tests that run it in-process."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[DB_KEY] = db
+    app[RUNNER_KEY] = runner
+    app.router.add_post("/callbacks/{token}", _callback)
+    return app
+
+
+class CallbackServer:
+    """Serve callbacks on host:port for the life of the bot."""
+
+    def __init__(self, db: Database, runner: JobRunner, host: str, port: int) -> None:
+        self._runner = web.AppRunner(make_callback_app(db, runner), access_log=None)
+        self.host, self.port = host, port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        log.info("callback server listening", extra={"host": self.host, "port": self.port})
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,61 @@
+"""What the job runner needs from a chat platform, so the life of a job stays free of Discord code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from storage.jobs import Job
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """One snapshot of a job for its public status message."""
+
+    state: str  # queued | submitting | running | completed | delivered | failed
+    elapsed: float  # seconds since the job was accepted
+    progress: float | None = None  # 0..100 when the upstream reports it
+    queue_position: int | None = None
+    note: str | None = None  # a friendly sentence: why it waits, why it failed, what was refunded
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a finished video ended up; `url` is kept so `/sora jobs` can point at it."""
+
+    url: str | None
+    how: str  # "interaction" | "channel" | "dm" | "link"
+
+
+class Undeliverable(Exception):
+    """Nowhere to post the result: the channel is gone or forbidden and the requester takes no DMs."""
+
+
+class TooLarge(Exception):
+    """The platform refused the file as too large (Discord: 413, code 40005)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        super().__init__("file too large for this server")
+        self.limit = limit
+
+
+class Notifier(Protocol):
+    """The chat side of a job: status, delivery, and the limits that shape delivery."""
+
+    async def show_status(self, job: Job, update: StatusUpdate) -> None:
+        """Create or edit the job's public status message; never raises for chat-side failures."""
+
+    async def upload_limit(self, job: Job) -> int:
+        """The largest file, in bytes, that can be posted where this job delivers."""
+
+    async def deliver_file(self, job: Job, video: Path) -> Delivery:
+        """Post the video file; raises TooLarge or Undeliverable."""
+
+    async def deliver_link(self, job: Job, url: str, expires_at: float | None) -> Delivery:
+        """Post a link to the video when no file fits; raises Undeliverable."""
+
+    async def announce_failure(self, job: Job, message: str) -> None:
+        """Tell the requester their job failed and was refunded; never raises."""

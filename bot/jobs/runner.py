@@ -1,0 +1,393 @@
+"""The life of a job, from held credits to one settlement: queue, submit, follow, download, deliver, settle.
+
+Every step starts from the job's row, and every step's outcome is written before the next begins, so a
+restarted bot picks each unfinished job up where it was. The ledger, not any message, is the truth: a job
+ends `delivered` (its hold charged) or `failed` (its hold released), exactly once, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.db import Database
+from storage.jobs import Job
+
+from bot.jobs.health import UpstreamHealth
+from bot.jobs.notifier import Notifier, StatusUpdate, TooLarge, Undeliverable
+from bot.jobs.slots import SlotPool
+from bot.jobs.throttle import StatusThrottle
+from bot.upstream.client import VideoAPIClient
+from bot.upstream.errors import (
+    DownloadError,
+    InsufficientCredits,
+    RateLimited,
+    TaskNotFound,
+    VideoAPIError,
+)
+from bot.upstream.models import Task
+from bot.upstream.retry import PollSchedule, wait_for_task
+from bot.video_fit import fit_to_size
+
+log = logging.getLogger(__name__)
+
+LINK_LIFETIME = 24 * 3600.0
+FAILED_TASK = (
+    "The video provider couldn't make this video. Prompts with prohibited content are a common cause; "
+    "try rewording it."
+)
+TRY_LATER = "The video service had trouble just now. Please try again in a few minutes."
+LOST_TASK = "The video provider lost track of this job."
+EXPIRED = "The finished video's link expired before it could be fetched."
+UNDELIVERABLE = "I couldn't post the video here or send it to you by DM."
+ABANDONED = "The video provider didn't finish this job in time."
+INTERNAL = "Something went wrong on our side."
+
+
+class JobFailed(Exception):
+    """End a job as failed (its hold released) with this code and friendly sentence."""
+
+    def __init__(self, code: str, user_message: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.user_message = user_message
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    """Knobs of the runner; defaults suit production, tests shrink the times."""
+
+    max_running: int = 20
+    video_dir: Path = Path("data/videos")
+    callback_base_url: str | None = None
+    max_video_bytes: int = 512 * 1024 * 1024
+    download_timeout: float = 600.0
+    submit_retries: int = 5  # 5xx and network failures at create, beyond the client's own retries
+    busy_patience: float = 1800.0  # how long a job waits out the upstream's rate limit before refunding
+    abandon_after: float = 12 * 3600.0  # a task still unfinished this long after submit is given up
+    health_interval: float = 60.0
+    retry_base: float = 2.0
+    retry_cap: float = 120.0
+
+
+class JobRunner:
+    """Own every job from hold to settlement; one asyncio task per live job, all tracked."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        api: VideoAPIClient,
+        notifier: Notifier,
+        settings: RunnerSettings = RunnerSettings(),
+        schedule: PollSchedule | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.db, self.api, self.notifier, self.settings = db, api, notifier, settings
+        self.schedule = schedule or PollSchedule()
+        self.clock, self.sleep = clock, sleep
+        self.health = UpstreamHealth(clock=clock)
+        self.slots = SlotPool(settings.max_running, on_change=self._queue_changed)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._throttles: dict[str, StatusThrottle] = {}
+        self._queue_moved = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+        self.settings.video_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Resume every unfinished job (oldest first) and start the health re-check loop."""
+        jobs = await self.db.jobs.unfinished()
+        for job in jobs:
+            self.launch(job)
+        self._spawn(self._health_loop(), "health")
+        if jobs:
+            log.info("resumed unfinished jobs", extra={"count": len(jobs)})
+        return len(jobs)
+
+    async def stop(self) -> None:
+        """Cancel every job task; each step is a transaction, so nothing is left half-written."""
+        tasks = [*self._tasks.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def launch(self, job: Job) -> None:
+        """Start driving a job whose row and hold already exist; idempotent per job id."""
+        if job.id in self._tasks:
+            return
+        self._tasks[job.id] = task = asyncio.create_task(self._drive(job.id), name=f"job-{job.id}")
+        task.add_done_callback(lambda t, job_id=job.id: self._tasks.pop(job_id, None))
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait until no job is being driven (tests, benchmarks, shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    def queue_position(self, job_id: str) -> int | None:
+        return self.slots.position(job_id)
+
+    def poke(self, job_id: str) -> bool:
+        """A callback arrived for this job: re-read its task now instead of at the next poll."""
+        event = self._wake.get(job_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    # ---- one job ---------------------------------------------------------------------------------
+
+    async def _drive(self, job_id: str) -> None:
+        job = await self.db.jobs.get(job_id)
+        if job is None or job.state in ("delivered", "failed"):
+            return
+        extra = {"job": job.id, "guild": job.guild_id}
+        try:
+            if job.state == "queued":
+                await self._wait_for_slot(job)
+            else:  # it was running before a restart: it keeps its place
+                self.slots.occupy(job.id, job.guild_id)
+            if job.state in ("queued", "submitting"):
+                job = await self._submit(job)
+            if job.state == "running":
+                job = await self._follow(job)
+            if job.state == "completed":
+                await self._deliver(job)
+        except JobFailed as failure:
+            log.info("job failed", extra={**extra, "code": failure.code})
+            await self._fail(job, failure.code, failure.user_message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job crashed; refunding", extra=extra)
+            await self._fail(job, "internal", INTERNAL)
+        finally:
+            self.slots.release(job_id)
+            self._wake.pop(job_id, None)
+            self._throttles.pop(job_id, None)
+
+    async def _wait_for_slot(self, job: Job) -> None:
+        settings = await self.db.guilds.get(job.guild_id)
+        acquire = asyncio.ensure_future(self.slots.acquire(job.id, job.guild_id, settings.max_jobs_per_guild))
+        try:
+            while not acquire.done():
+                position = self.slots.position(job.id)
+                if position is not None:
+                    await self._status(job, "queued", queue_position=position)
+                moved = asyncio.ensure_future(self._queue_moved.wait())
+                await asyncio.wait({acquire, moved}, return_when=asyncio.FIRST_COMPLETED)
+                moved.cancel()
+            await acquire
+        finally:
+            if not acquire.done():
+                acquire.cancel()
+
+    def _queue_changed(self) -> None:
+        self._queue_moved.set()
+        self._queue_moved = asyncio.Event()
+
+    async def _submit(self, job: Job) -> Job:
+        job = await self.db.jobs.mark_submitting(job.id)
+        await self._status(job, "submitting")
+        failures = 0
+        busy_since: float | None = None
+        while True:
+            try:
+                task_id = await self.api.create_task(
+                    prompt=job.prompt,
+                    duration=job.duration,
+                    aspect_ratio=job.aspect_ratio,
+                    image_url=job.image_url,
+                    callback_url=self._callback_url(job),
+                )
+                break
+            except RateLimited as exc:
+                busy_since = busy_since or self.clock()
+                if self.clock() - busy_since > self.settings.busy_patience:
+                    raise JobFailed(exc.code, TRY_LATER) from exc
+                await self._status(job, "submitting", note="The video service is busy; your job is waiting its turn.")
+                await self.sleep(exc.retry_after or self._backoff(failures))
+                failures += 1
+            except VideoAPIError as exc:
+                self.health.record(exc)
+                if not exc.retryable or failures >= self.settings.submit_retries:
+                    raise JobFailed(exc.code, exc.user_message) from exc
+                failures += 1
+                log.warning("create failed; retrying", extra={"job": job.id, "code": exc.code, "attempt": failures})
+                await self.sleep(exc.retry_after or self._backoff(failures))
+        log.info("submitted", extra={"job": job.id, "task": task_id})
+        return await self.db.jobs.mark_running(job.id, task_id)
+
+    async def _follow(self, job: Job) -> Job:
+        assert job.task_id is not None
+        wake = self._wake.setdefault(job.id, asyncio.Event())
+        await self._status(job, "running")
+
+        async def on_update(task: Task) -> None:
+            await self._status(job, "running", progress=task.progress)
+
+        while True:
+            try:
+                task = await wait_for_task(
+                    self.api, job.task_id, schedule=self.schedule, sleep=self.sleep, on_update=on_update, wake=wake
+                )
+                break
+            except TaskNotFound as exc:
+                raise JobFailed(exc.code, LOST_TASK) from exc
+            except VideoAPIError as exc:
+                self.health.record(exc)
+                if not exc.retryable and not exc.misconfigured:
+                    raise JobFailed(exc.code, exc.user_message) from exc
+                if self.clock() - job.created_at > self.settings.abandon_after:
+                    raise JobFailed("abandoned", ABANDONED) from exc
+                log.warning("status check failed; will keep following", extra={"job": job.id, "code": exc.code})
+                await self.sleep(exc.retry_after or self.settings.retry_cap)
+        if task.status != "completed":
+            code = task.error_code or "task_failed"
+            raise JobFailed(code, FAILED_TASK)
+        if not task.video_urls:
+            raise JobFailed("no_output", FAILED_TASK)
+        expires = (task.completed_at or self.clock()) + LINK_LIFETIME
+        log.info("task completed", extra={"job": job.id, "task": job.task_id})
+        return await self.db.jobs.mark_completed(job.id, task.video_urls[0], expires)
+
+    async def _deliver(self, job: Job) -> None:
+        assert job.result_url is not None
+        await self._status(job, "completed", note="Fetching your video…")
+        path = self.settings.video_dir / f"{job.id}.mp4"
+        fitted: Path | None = None
+        try:
+            delivery = None
+            try:
+                size = await self._download(job, path)
+            except DownloadError as exc:
+                if exc.reason == "expired":
+                    raise JobFailed("expired", EXPIRED) from exc
+                if exc.reason in ("too_large",):
+                    size = None
+                else:
+                    raise
+            if size is not None:
+                limit = await self.notifier.upload_limit(job)
+                send = path
+                if size > limit:
+                    fitted = await fit_to_size(path, limit, fallback_duration=job.duration)
+                    send = fitted
+                if send is not None:
+                    try:
+                        delivery = await self.notifier.deliver_file(job, send)
+                    except TooLarge as exc:
+                        fitted = await fit_to_size(path, int((exc.limit or limit) * 0.9), fallback_duration=job.duration)
+                        if fitted is not None:
+                            with contextlib.suppress(TooLarge):
+                                delivery = await self.notifier.deliver_file(job, fitted)
+            if delivery is None:
+                delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
+        except Undeliverable as exc:
+            raise JobFailed("undeliverable", UNDELIVERABLE) from exc
+        except DownloadError as exc:
+            raise JobFailed(exc.reason, TRY_LATER) from exc
+        finally:
+            path.unlink(missing_ok=True)
+            if fitted is not None:
+                fitted.unlink(missing_ok=True)
+        if await self.db.jobs.finish_delivered(job.id, delivery.url):
+            log.info("delivered and charged", extra={"job": job.id, "how": delivery.how, "credits": job.cost})
+            job = await self.db.jobs.get(job.id) or job
+            await self._status(job, "delivered", final=True, note=f"Done. {job.cost} credits charged.")
+
+    async def _download(self, job: Job, path: Path) -> int:
+        """Fetch the result; network trouble is retried while the link is still valid."""
+        for attempt in range(4):
+            try:
+                return await self.api.download(
+                    job.result_url or "", path,
+                    max_bytes=self.settings.max_video_bytes, timeout=self.settings.download_timeout,
+                )
+            except DownloadError as exc:
+                if exc.reason not in ("network", "timeout") or attempt == 3:
+                    raise
+                log.warning("download failed; retrying", extra={"job": job.id, "reason": exc.reason})
+                await self.sleep(self._backoff(attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        if await self.db.jobs.finish_failed(job.id, code, message):
+            note = f"{message} Your {job.cost} credits were refunded."
+            job = await self.db.jobs.get(job.id) or job
+            await self._status(job, "failed", final=True, note=note)
+            with contextlib.suppress(Exception):
+                await self.notifier.announce_failure(job, note)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    async def _status(self, job: Job, state: str, *, progress: float | None = None,
+                      queue_position: int | None = None, note: str | None = None, final: bool = False) -> None:
+        update = StatusUpdate(state=state, elapsed=max(0.0, self.clock() - job.created_at), progress=progress,
+                              queue_position=queue_position, note=note, final=final)
+        throttle = self._throttles.setdefault(job.id, StatusThrottle())
+        now = self.clock()
+        if not throttle.should_send(update, now, message_age=now - job.created_at):
+            return
+        try:
+            await self.notifier.show_status(job, update)
+        except Exception:
+            log.exception("status update failed", extra={"job": job.id})
+
+    def _callback_url(self, job: Job) -> str | None:
+        base = self.settings.callback_base_url
+        return f"{base.rstrip('/')}/callbacks/{job.callback_token}" if base else None
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.settings.retry_cap, self.settings.retry_base * 2 ** max(attempt - 1, 0))
+        return delay * (0.5 + self._rng.random() / 2)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _health_loop(self) -> None:
+        """While intake is paused, re-read the operator's balance so jobs resume once it is fixed."""
+        while True:
+            await self.sleep(self.settings.health_interval)
+            if self.health.accepting:
+                continue
+            try:
+                credits = await self.api.get_credits()
+            except VideoAPIError as exc:
+                self.health.record(exc)
+            except Exception:
+                log.exception("health check failed")
+            else:
+                self.health.record_balance(credits.balance)
+
+    async def check_now(self) -> int | None:
+        """Read the operator's balance once (for /sora-admin status); updates health either way."""
+        try:
+            credits = await self.api.get_credits()
+        except VideoAPIError as exc:
+            self.health.record(exc)
+            raise
+        self.health.record_balance(credits.balance)
+        return credits.balance
+
+
+__all__ = ["InsufficientCredits", "JobFailed", "JobRunner", "RunnerSettings"]

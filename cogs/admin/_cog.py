@@ -1,0 +1,260 @@
+"""`/sora-admin …`: credits, blocks, refunds, settings, usage and status, for Manage Server only."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from bot.upstream.errors import VideoAPIError
+from discord import app_commands
+from discord.ext import commands
+
+from bot.pricing import DURATIONS, dollars
+from cogs.admin import _charts, _text
+
+if TYPE_CHECKING:
+    from bot.discord_bot import SoraBot
+
+log = logging.getLogger(__name__)
+
+MAX_CREDITS = 10_000_000
+Amount = app_commands.Range[int, -MAX_CREDITS, MAX_CREDITS]
+NonNegative = app_commands.Range[int, 0, MAX_CREDITS]
+PERIODS = [app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")]
+ACTIONS = [app_commands.Choice(name=a, value=a) for a in ("add", "remove", "clear", "list")]
+
+
+async def _private(interaction: discord.Interaction, text: str, **kwargs: object) -> None:
+    await interaction.response.send_message(text[:2000], ephemeral=True, **kwargs)  # type: ignore[arg-type]
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Manage Sora credits and settings"):
+    """Every command re-checks Manage Server here: Discord's default permission can be overridden by admins."""
+
+    quota = app_commands.Group(name="quota", description="Members' credits")
+    config = app_commands.Group(name="config", description="This server's settings")
+    data = app_commands.Group(name="data", description="Delete stored data")
+
+    def __init__(self, bot: SoraBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage
+        if not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    @property
+    def db(self):
+        return self.bot.db
+
+    # ---- quota ---------------------------------------------------------------------------------
+
+    @quota.command(name="set", description="Set a member's balance")
+    @app_commands.describe(user="The member", amount="Their new balance in credits (100 = one 4 s video)")
+    async def quota_set(self, interaction: discord.Interaction, user: discord.User, amount: NonNegative) -> None:
+        balance = await self.db.ledger.set_balance(interaction.guild_id, user.id, amount, interaction.user.id,
+                                                   f"set by {interaction.user}")
+        await _private(interaction, f"{user.mention} now has **{balance.available} credits**.")
+
+    @quota.command(name="add", description="Give (or, with a negative amount, take) credits")
+    @app_commands.describe(user="The member", amount="Credits to add; negative takes away (never below 0)")
+    async def quota_add(self, interaction: discord.Interaction, user: discord.User, amount: Amount) -> None:
+        if amount == 0:
+            await _private(interaction, "Adding 0 credits changes nothing.")
+            return
+        before = await self.db.ledger.balance(interaction.guild_id, user.id)
+        balance = await self.db.ledger.adjust(interaction.guild_id, user.id, amount, interaction.user.id,
+                                              f"adjusted by {interaction.user}")
+        applied = balance.available - before.available
+        note = "" if applied == amount else f" (only {abs(applied)} could be taken: a balance never goes below 0)"
+        await _private(interaction, f"{user.mention} now has **{balance.available} credits**{note}.")
+
+    @quota.command(name="show", description="A member's balance and latest ledger entries")
+    async def quota_show(self, interaction: discord.Interaction, user: discord.User) -> None:
+        balance = await self.db.ledger.balance(interaction.guild_id, user.id)
+        entries = await self.db.ledger.entries(interaction.guild_id, user.id, limit=10)
+        blocked = await self.db.guilds.is_blocked(interaction.guild_id, user.id)
+        await _private(interaction, _text.member_summary(user.mention, balance, entries, blocked))
+
+    # ---- blocks and refunds ----------------------------------------------------------------------
+
+    @app_commands.command(name="block", description="Stop a member from generating videos")
+    async def block(self, interaction: discord.Interaction, user: discord.User,
+                    reason: app_commands.Range[str, 0, 300] | None = None) -> None:
+        await self.db.guilds.block(interaction.guild_id, user.id, reason or "", interaction.user.id)
+        await _private(interaction, f"{user.mention} can no longer generate videos here.")
+
+    @app_commands.command(name="unblock", description="Let a blocked member generate again")
+    async def unblock(self, interaction: discord.Interaction, user: discord.User) -> None:
+        was = await self.db.guilds.unblock(interaction.guild_id, user.id, interaction.user.id)
+        await _private(interaction, f"{user.mention} can generate again." if was else f"{user.mention} wasn't blocked.")
+
+    @app_commands.command(name="refund", description="Give back a job's credits by hand (once)")
+    @app_commands.describe(job="The job id (from /sora-admin jobs or /sora-admin quota show)")
+    async def refund(self, interaction: discord.Interaction, job: app_commands.Range[str, 4, 64]) -> None:
+        found = await self.db.jobs.find(interaction.guild_id, job.strip())
+        if found is None:
+            await _private(interaction, "No job with that id in this server.")
+            return
+        done = await self.db.ledger.refund(found.id, interaction.user.id, f"refunded by {interaction.user}")
+        if done:
+            await _private(interaction, f"Refunded **{found.cost} credits** to <@{found.user_id}> for job `{found.id[:8]}`.")
+        else:
+            await _private(interaction, f"Job `{found.id[:8]}` was already refunded; nothing changed.")
+
+    # ---- config --------------------------------------------------------------------------------
+
+    @config.command(name="show", description="This server's settings")
+    async def config_show(self, interaction: discord.Interaction) -> None:
+        settings = await self.db.guilds.get(interaction.guild_id)
+        await _private(interaction, _text.settings_text(settings))
+
+    @config.command(name="defaults", description="Starting credits for new members and the default duration")
+    @app_commands.choices(default_duration=[app_commands.Choice(name=f"{d} s", value=d) for d in DURATIONS])
+    async def config_defaults(self, interaction: discord.Interaction, starting_credits: NonNegative | None = None,
+                              default_duration: app_commands.Choice[int] | None = None) -> None:
+        changes: dict[str, object] = {}
+        if starting_credits is not None:
+            changes["starting_credits"] = starting_credits
+        if default_duration is not None:
+            changes["default_duration"] = default_duration.value
+        await self._update(interaction, changes)
+
+    @config.command(name="refill", description="Top every member up to an amount each period")
+    @app_commands.choices(period=PERIODS)
+    async def config_refill(self, interaction: discord.Interaction, amount: NonNegative,
+                            period: app_commands.Choice[str]) -> None:
+        await self._update(interaction, {"refill_amount": amount, "refill_period": period.value})
+
+    @config.command(name="limits", description="Jobs at once per member, cooldown, daily budget, jobs at once here")
+    @app_commands.describe(per_member="Jobs one member may run at once", cooldown="Seconds between a member's jobs",
+                           daily_budget="Credits this server may spend per day (0 = no limit)",
+                           server_jobs="Jobs running at once in this server; more wait in a queue")
+    async def config_limits(self, interaction: discord.Interaction,
+                            per_member: app_commands.Range[int, 1, 50] | None = None,
+                            cooldown: app_commands.Range[int, 0, 86400] | None = None,
+                            daily_budget: NonNegative | None = None,
+                            server_jobs: app_commands.Range[int, 1, 100] | None = None) -> None:
+        changes = {k: v for k, v in {"max_jobs_per_member": per_member, "cooldown_seconds": cooldown,
+                                     "daily_budget": daily_budget, "max_jobs_per_guild": server_jobs}.items()
+                   if v is not None}
+        await self._update(interaction, changes)
+
+    @config.command(name="channels", description="Where /sora may be used (empty list = everywhere)")
+    @app_commands.choices(action=ACTIONS)
+    async def config_channels(self, interaction: discord.Interaction, action: app_commands.Choice[str],
+                              channel: discord.TextChannel | None = None) -> None:
+        settings = await self.db.guilds.get(interaction.guild_id)
+        current = list(settings.allowed_channel_ids)
+        if action.value in ("add", "remove") and channel is None:
+            await _private(interaction, f"Pick a channel to {action.value}.")
+            return
+        if action.value == "add" and channel is not None and channel.id not in current:
+            current.append(channel.id)
+        elif action.value == "remove" and channel is not None and channel.id in current:
+            current.remove(channel.id)
+        elif action.value == "clear":
+            current = []
+        if action.value != "list":
+            settings = await self.db.guilds.update(interaction.guild_id, allowed_channel_ids=tuple(current))
+        await _private(interaction, _text.channels_text(settings.allowed_channel_ids))
+
+    @config.command(name="words", description="Words or phrases a prompt may not contain")
+    @app_commands.choices(action=ACTIONS)
+    @app_commands.describe(words="Comma-separated words or phrases")
+    async def config_words(self, interaction: discord.Interaction, action: app_commands.Choice[str],
+                           words: app_commands.Range[str, 0, 1000] | None = None) -> None:
+        settings = await self.db.guilds.get(interaction.guild_id)
+        current = list(settings.banned_words)
+        given = [w.strip() for w in (words or "").split(",") if w.strip()]
+        if action.value in ("add", "remove") and not given:
+            await _private(interaction, f"Give the words to {action.value}, separated by commas.")
+            return
+        if action.value == "add":
+            current += [w for w in given if w.casefold() not in {c.casefold() for c in current}]
+        elif action.value == "remove":
+            drop = {w.casefold() for w in given}
+            current = [c for c in current if c.casefold() not in drop]
+        elif action.value == "clear":
+            current = []
+        if action.value != "list":
+            settings = await self.db.guilds.update(interaction.guild_id, banned_words=tuple(current))
+        listing = ", ".join(f"`{w}`" for w in settings.banned_words) or "none"
+        await _private(interaction, f"Blocked words and phrases ({len(settings.banned_words)}): {listing}")
+
+    async def _update(self, interaction: discord.Interaction, changes: dict[str, object]) -> None:
+        if not changes:
+            await _private(interaction, "Nothing to change: give at least one option.")
+            return
+        try:
+            settings = await self.db.guilds.update(interaction.guild_id, **changes)
+        except ValueError as exc:
+            await _private(interaction, str(exc))
+            return
+        await _private(interaction, "Saved.\n" + _text.settings_text(settings))
+
+    # ---- reports -------------------------------------------------------------------------------
+
+    @app_commands.command(name="usage", description="What this server spent: jobs, credits, dollars, top members")
+    async def usage(self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] = 30) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        usage = await self.db.reports.guild_usage(interaction.guild_id, days)
+        text = _text.usage_text(usage, days)
+        kwargs: dict[str, object] = {}
+        if usage.per_day and any(c for _, c, _r in usage.per_day):
+            png = await asyncio.to_thread(
+                _charts.spend_chart, [d for d, _, _ in usage.per_day], [c for _, c, _ in usage.per_day],
+                [r for _, _, r in usage.per_day], f"Credits per day, last {days} days",
+            )
+            kwargs["attachments"] = [discord.File(io.BytesIO(png), filename="usage.png")]
+        await interaction.edit_original_response(content=text[:2000], **kwargs)  # type: ignore[arg-type]
+
+    @app_commands.command(name="jobs", description="Jobs running or waiting in this server")
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        jobs = await self.db.jobs.active_for_guild(interaction.guild_id)
+        runner = self.bot.runner
+        await _private(interaction, _text.active_jobs_text(jobs, runner.queue_position if runner else None))
+
+    @app_commands.command(name="status", description="Whether the video API key works, and the operator's balance")
+    async def status(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        runner = self.bot.runner
+        assert runner is not None
+        try:
+            balance = await runner.check_now()
+        except VideoAPIError as exc:
+            text = f"❌ The video API refused the bot: {exc.user_message} (code `{exc.code}`)."
+        else:
+            text = (f"✅ The video API key works. Operator balance: **{balance} credits** "
+                    f"(${dollars(balance or 0):,.2f}).")
+        health = runner.health
+        if not health.accepting:
+            text += f"\n⚠️ New jobs are paused: {health.refusal}"
+        elif health.last_error is not None:
+            text += f"\nLast upstream error: `{health.last_error.code}` <t:{int(health.last_error_at or 0)}:R>."
+        text += f"\nJobs in progress across all servers: {runner.active}."
+        await interaction.edit_original_response(content=text)
+
+    # ---- data deletion -------------------------------------------------------------------------
+
+    @data.command(name="delete-member", description="Delete everything stored about a member in this server")
+    async def delete_member(self, interaction: discord.Interaction, user: discord.User) -> None:
+        counts = await self.db.reports.delete_member(interaction.guild_id, user.id)
+        await _private(interaction, f"Deleted {user.mention}'s data here: {_text.counts_text(counts)}.")
+
+    @data.command(name="delete-server", description="Delete everything stored about this server")
+    @app_commands.describe(confirm="Type DELETE to confirm")
+    async def delete_server(self, interaction: discord.Interaction, confirm: str) -> None:
+        if confirm != "DELETE":
+            await _private(interaction, "Nothing deleted. Type `DELETE` in the confirm option to delete this server's data.")
+            return
+        counts = await self.db.reports.delete_guild(interaction.guild_id)
+        await _private(interaction, f"Deleted this server's data: {_text.counts_text(counts)}.")

@@ -1,0 +1,105 @@
+"""`/sora …` and the Animate with Sora context menu: parse, delegate to the flow, render."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.pricing import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_LENGTH, duration_label
+from cogs.sora import _render
+from cogs.sora._flow import GenerationFlow, ImageSource, image_from_message
+from cogs.sora._views import AnimateModal
+
+if TYPE_CHECKING:
+    from bot.discord_bot import SoraBot
+
+DURATION_CHOICES = [app_commands.Choice(name=duration_label(d), value=d) for d in DURATIONS]
+RATIO_CHOICES = [
+    app_commands.Choice(name=f"{r} ({'landscape' if r == '16:9' else 'portrait'})", value=r) for r in ASPECT_RATIOS
+]
+
+
+@app_commands.guild_only()
+class SoraCog(commands.GroupCog, group_name="sora", group_description="Make short AI videos with Sora 2"):
+    """Members' commands; every answer about credits is private."""
+
+    def __init__(self, bot: SoraBot) -> None:
+        self.bot = bot
+        self.flow = GenerationFlow(bot)
+        bot.flow = self.flow  # type: ignore[attr-defined]  # the persistent Re-roll button finds it here
+        self.animate_menu = app_commands.ContextMenu(name="Animate with Sora", callback=self.animate)
+        self.animate_menu.guild_only = True
+        super().__init__()
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.animate_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
+
+    @app_commands.command(name="generate", description="Make a video from a prompt (and optionally a first frame)")
+    @app_commands.describe(
+        prompt="What the video should show (up to 5,000 characters)",
+        duration="Length of the video; longer costs more",
+        aspect_ratio="Landscape 16:9 or portrait 9:16",
+        image="Optional first frame: JPEG, PNG or WebP, up to 10 MB",
+    )
+    @app_commands.choices(duration=DURATION_CHOICES, aspect_ratio=RATIO_CHOICES)
+    async def generate(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_LENGTH],
+        duration: app_commands.Choice[int] | None = None,
+        aspect_ratio: app_commands.Choice[str] | None = None,
+        image: discord.Attachment | None = None,
+    ) -> None:
+        source = ImageSource(image.url, image.size, image.filename) if image is not None else None
+        await self.flow.start(interaction, prompt=prompt, duration=duration.value if duration else None,
+                              aspect_ratio=aspect_ratio.value if aspect_ratio else None, image=source)
+
+    async def animate(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        image = image_from_message(message)
+        if image is None:
+            await interaction.response.send_message(
+                "That message has no image. Use Animate with Sora on a message with a picture attached.",
+                ephemeral=True)
+            return
+        assert interaction.guild_id is not None
+        settings = await self.bot.db.guilds.get(interaction.guild_id)
+        await interaction.response.send_modal(AnimateModal(self.flow, image, settings.default_duration))
+
+    @app_commands.command(name="balance", description="Your credits, what running jobs hold, and the next refill")
+    async def balance(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        balance = await self.bot.db.ledger.balance(interaction.guild_id, interaction.user.id)
+        settings = await self.bot.db.guilds.get(interaction.guild_id)
+        lines = [f"You have **{balance.available} credits**."]
+        if balance.held:
+            lines.append(f"{balance.held} more are held by videos in progress (charged only when delivered).")
+        lines.append(_render.refill_text(settings.refill_amount, settings.refill_period, balance.next_refill_at))
+        await interaction.edit_original_response(content="\n".join(lines))
+
+    @app_commands.command(name="jobs", description="Your recent videos")
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        jobs = await self.bot.db.jobs.recent_for_user(interaction.guild_id, interaction.user.id, limit=10)
+        if not jobs:
+            await interaction.edit_original_response(content="You haven't made any videos here yet. Try `/sora generate`.")
+            return
+        lines = ["**Your recent videos**"]
+        for job in jobs:
+            label = _render.STATE_LABELS.get(job.state, job.state)
+            link = f" · [result]({job.delivered_message_url})" if job.delivered_message_url else ""
+            error = f" · {job.error_message}" if job.state == "failed" and job.error_message else ""
+            lines.append(f"{label} · {_render.job_line(job.duration, job.aspect_ratio, job.cost)} · "
+                         f"{_render.when(job.created_at)}{link}{error}")
+        await interaction.edit_original_response(content="\n".join(lines)[:2000])
+
+    @app_commands.command(name="help", description="What this bot does, prices and limits")
+    async def help(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(_render.help_text(), ephemeral=True)
