@@ -1,0 +1,75 @@
+"""The checks a new job passes before its credits are held, run inside the hold's own transaction."""
+
+from __future__ import annotations
+
+import math
+
+import aiosqlite
+
+from storage.db import fetchone
+from storage.errors import (
+    Blocked,
+    ChannelNotAllowed,
+    Cooldown,
+    DailyBudgetExhausted,
+    InsufficientCredits,
+    TooManyJobs,
+)
+from storage.guilds import GuildSettings, blocked_reason_in
+from storage.ledger import balance_in, next_refill
+from storage.models import UNFINISHED, NewJob
+from storage.periods import day_start, next_period_start
+
+_UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
+
+
+async def check_admission(conn: aiosqlite.Connection, now: float, settings: GuildSettings, request: NewJob) -> None:
+    """Raise the first refusal that applies, in the order members find most useful to hear them.
+
+    Runs after the member's starting grant and refill, so the balance it checks is the one they would see.
+
+    Raises:
+        Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted, InsufficientCredits.
+    """
+    guild_id, user_id = request.guild_id, request.user_id
+    reason = await blocked_reason_in(conn, guild_id, user_id)
+    if reason is not None:
+        raise Blocked(reason)
+    allowed = settings.allowed_channel_ids
+    if allowed and request.channel_id not in allowed and request.parent_channel_id not in allowed:
+        raise ChannelNotAllowed(allowed)
+    row = await fetchone(
+        conn,
+        f"SELECT COUNT(*) AS n FROM jobs WHERE guild_id = ? AND user_id = ? AND state IN ({_UNFINISHED_SQL})",
+        (guild_id, user_id),
+    )
+    if row is not None and row["n"] >= settings.max_jobs_per_member:
+        raise TooManyJobs(settings.max_jobs_per_member)
+    if settings.cooldown_seconds > 0:
+        row = await fetchone(
+            conn, "SELECT MAX(created_at) AS last FROM jobs WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        if row is not None and row["last"] is not None:
+            wait = settings.cooldown_seconds - (now - row["last"])
+            if wait > 0:
+                raise Cooldown(max(1, math.ceil(wait)))
+    if settings.daily_budget > 0:
+        spent = await spent_today(conn, guild_id, now)
+        if spent + request.cost > settings.daily_budget:
+            resets_at = next_period_start("daily", now)
+            assert resets_at is not None
+            raise DailyBudgetExhausted(settings.daily_budget, spent, request.cost, resets_at)
+    available, _ = await balance_in(conn, guild_id, user_id)
+    if available < request.cost:
+        raise InsufficientCredits(available, request.cost, next_refill(settings, now))
+
+
+async def spent_today(conn: aiosqlite.Connection, guild_id: int, now: float) -> int:
+    """Net credits of this server's jobs created today (UTC): holds and charges count, releases don't."""
+    row = await fetchone(
+        conn,
+        "SELECT COALESCE(SUM(j.cost), 0) AS spent FROM jobs j WHERE j.guild_id = ? AND j.created_at >= ? "
+        "AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = j.id AND l.kind = 'release')",
+        (guild_id, day_start(now)),
+    )
+    return int(row["spent"]) if row is not None else 0

@@ -1,0 +1,123 @@
+"""Errors raised by storage: schema problems, illegal job moves and the quota refusals members read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+
+class StorageError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer version of the bot; refuse rather than corrupt it."""
+
+    def __init__(self, found: int, supported: int) -> None:
+        super().__init__(
+            f"database schema version {found} is newer than this bot supports ({supported}); "
+            "upgrade the bot or point DATABASE_PATH at another file"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class JobNotFound(StorageError, LookupError):
+    """No job has this id (it may have been deleted with its member's data)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r}")
+        self.job_id = job_id
+
+
+class IllegalTransition(StorageError, ValueError):
+    """A job was asked to move to a state it cannot reach from where it is."""
+
+    def __init__(self, job_id: str, current: str, wanted: str) -> None:
+        super().__init__(f"job {job_id}: cannot go from {current} to {wanted}")
+        self.job_id = job_id
+        self.current = current
+        self.wanted = wanted
+
+
+class QuotaRefused(StorageError):
+    """A job was refused before any credit moved; `user_message` tells the member what to do."""
+
+    user_message: str = "You can't start a video right now."
+
+    def __init__(self, user_message: str | None = None) -> None:
+        if user_message is not None:
+            self.user_message = user_message
+        super().__init__(self.user_message)
+
+
+class Blocked(QuotaRefused):
+    """An admin blocked this member from generating in this server."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        why = f" Reason: {reason.strip()}" if reason.strip() else ""
+        super().__init__(
+            f"A server admin has blocked you from making videos here.{why} "
+            "If you think this is a mistake, ask a server admin."
+        )
+
+
+class ChannelNotAllowed(QuotaRefused):
+    """The server limits /sora to some channels and this is not one of them."""
+
+    def __init__(self, allowed_channel_ids: Sequence[int]) -> None:
+        self.allowed_channel_ids = tuple(allowed_channel_ids)
+        where = ", ".join(f"<#{cid}>" for cid in self.allowed_channel_ids[:10])
+        super().__init__(f"Videos can't be made in this channel. Please use {where}.")
+
+
+class TooManyJobs(QuotaRefused):
+    """The member already has as many jobs in progress as the server allows."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        plural = "video" if limit == 1 else "videos"
+        super().__init__(
+            f"You already have {limit} {plural} in progress, the most this server allows at once. "
+            "Wait for one to finish, then try again."
+        )
+
+
+class Cooldown(QuotaRefused):
+    """The member started a job too recently."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        unit = "second" if retry_after_seconds == 1 else "seconds"
+        super().__init__(f"Please wait {retry_after_seconds} more {unit} before starting another video.")
+
+
+class DailyBudgetExhausted(QuotaRefused):
+    """The server's credits for today (UTC) would be exceeded by this job."""
+
+    def __init__(self, budget: int, spent: int, needed: int, resets_at: datetime) -> None:
+        self.budget = budget
+        self.spent = spent
+        self.needed = needed
+        self.resets_at = resets_at
+        left = max(0, budget - spent)
+        super().__init__(
+            f"This server has used its daily video budget: {left} of {budget} credits are left today and this "
+            f"video costs {needed}. The budget resets at midnight UTC ({resets_at:%H:%M} UTC); "
+            "try a shorter video or come back then."
+        )
+
+
+class InsufficientCredits(QuotaRefused):
+    """The member cannot afford the job."""
+
+    def __init__(self, available: int, needed: int, next_refill_at: datetime | None = None) -> None:
+        self.available = available
+        self.needed = needed
+        self.next_refill_at = next_refill_at
+        refill = f", wait for your next refill ({next_refill_at:%Y-%m-%d %H:%M} UTC)" if next_refill_at else ""
+        super().__init__(
+            f"This video costs {needed} credits but you have {available}. "
+            f"Pick a shorter duration{refill}, or ask a server admin for more credits."
+        )

@@ -1,0 +1,215 @@
+"""Video jobs: created together with their credit hold, moved forward state by state, settled exactly once."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from storage.admission import check_admission
+from storage.db import fetchone
+from storage.errors import IllegalTransition, JobNotFound
+from storage.guilds import settings_in
+from storage.ledger import add_entry, settle_in, touch_member
+from storage.models import IN_SLOT, JOB_COLUMNS, TRANSITIONS, UNFINISHED, Job, NewJob, job_from_row
+
+if TYPE_CHECKING:
+    from storage.db import Database
+
+__all__ = ["Job", "Jobs", "NewJob"]
+
+log = logging.getLogger(__name__)
+
+_UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
+_IN_SLOT_SQL = ", ".join(f"'{s}'" for s in IN_SLOT)
+# Columns set_state() may change; everything else (ids, money, request) is fixed at creation.
+_MUTABLE = frozenset(JOB_COLUMNS) - {"id", "seq", "guild_id", "user_id", "cost", "state", "callback_token",
+                                      "created_at", "updated_at", "prompt", "duration", "aspect_ratio"}
+
+
+async def _job_in(conn: aiosqlite.Connection, job_id: str) -> Job:
+    row = await fetchone(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+    if row is None:
+        raise JobNotFound(job_id)
+    return job_from_row(row)
+
+
+class Jobs:
+    """Job rows (`db.jobs`)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_with_hold(self, request: NewJob) -> Job:
+        """Accept a job: grant/refill, check every quota, insert the job and hold its cost, atomically.
+
+        One BEGIN IMMEDIATE transaction, so concurrent requests can never spend the same credits, and a crash
+        leaves either both the job and its hold or neither.
+
+        Raises:
+            QuotaRefused: one of Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted,
+                InsufficientCredits; nothing was written.
+            ValueError: the request itself is malformed (programming error).
+        """
+        if isinstance(request.cost, bool) or not isinstance(request.cost, int) or request.cost <= 0:
+            raise ValueError("a job must cost a positive whole number of credits")
+        job_id = uuid.uuid4().hex
+        async with self._db.write() as conn:
+            now = self._db.now()
+            settings = await settings_in(conn, request.guild_id)
+            await touch_member(conn, now, settings, request.user_id)
+            await check_admission(conn, now, settings, request)
+            await conn.execute(
+                "INSERT INTO jobs (id, guild_id, channel_id, user_id, prompt, duration, aspect_ratio, image_url, "
+                "cost, state, callback_token, interaction_application_id, interaction_token, "
+                "interaction_token_expires_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (job_id, request.guild_id, request.channel_id, request.user_id, request.prompt, request.duration,
+                 request.aspect_ratio, request.image_url, request.cost, secrets.token_urlsafe(32),
+                 request.interaction_application_id, request.interaction_token,
+                 request.interaction_token_expires_at, now, now),
+            )
+            await add_entry(conn, now, request.guild_id, request.user_id, "hold", -request.cost, request.cost,
+                            job_id=job_id, reason=f"{request.duration} s video")
+            job = await _job_in(conn, job_id)
+        log.info("job %s accepted: guild %s, user %s, %s credits held", job_id, job.guild_id, job.user_id, job.cost)
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else job_from_row(row)
+
+    async def get_by_callback_token(self, token: str) -> Job | None:
+        """The job an upstream callback URL points at, or None for an unknown token."""
+        if not token:
+            return None
+        row = await self._db.fetchone("SELECT * FROM jobs WHERE callback_token = ?", (token,))
+        return None if row is None else job_from_row(row)
+
+    async def set_state(self, job_id: str, state: str, **fields: Any) -> Job:
+        """Move a job forward and update some of its columns in one transaction.
+
+        Raises:
+            JobNotFound: no such job.
+            IllegalTransition: the move is not allowed (delivered/failed go through finish_*()).
+            ValueError: a field that cannot be changed.
+        """
+        unknown = set(fields) - _MUTABLE
+        if unknown:
+            raise ValueError(f"cannot set job fields {sorted(unknown)}")
+        async with self._db.write() as conn:
+            job = await _job_in(conn, job_id)
+            if state not in TRANSITIONS.get(job.state, frozenset()) or state in ("delivered", "failed"):
+                raise IllegalTransition(job_id, job.state, state)
+            await self._update(conn, job_id, state=state, **fields)
+            return await _job_in(conn, job_id)
+
+    async def mark_submitting(self, job_id: str) -> Job:
+        """Record that the create request is about to be sent (counts attempts across restarts)."""
+        async with self._db.write() as conn:
+            job = await _job_in(conn, job_id)
+            if job.state not in ("queued", "submitting"):
+                raise IllegalTransition(job_id, job.state, "submitting")
+            await self._update(conn, job_id, state="submitting", attempts=job.attempts + 1)
+            return await _job_in(conn, job_id)
+
+    async def mark_running(self, job_id: str, task_id: str) -> Job:
+        return await self.set_state(job_id, "running", task_id=task_id)
+
+    async def mark_completed(self, job_id: str, result_url: str, expires_at: float | None) -> Job:
+        return await self.set_state(job_id, "completed", result_url=result_url, result_expires_at=expires_at)
+
+    async def finish_delivered(self, job_id: str, message_url: str | None) -> bool:
+        """Mark the job delivered and charge its hold, together; False if it had already finished.
+
+        If an admin released the hold earlier, the job is delivered without a charge.
+
+        Raises:
+            JobNotFound: no such job.
+            IllegalTransition: the job is not completed yet.
+        """
+        async with self._db.write() as conn:
+            job = await _job_in(conn, job_id)
+            if job.is_finished:
+                return False
+            if job.state != "completed":
+                raise IllegalTransition(job_id, job.state, "delivered")
+            now = self._db.now()
+            await settle_in(conn, now, job_id, "charge", reason="video delivered")
+            await self._update(conn, job_id, state="delivered", delivered_message_url=message_url, finished_at=now)
+        log.info("job %s delivered and settled", job_id)
+        return True
+
+    async def finish_failed(self, job_id: str, error_code: str, error_message: str) -> bool:
+        """Mark the job failed and release its hold, together; False if it had already finished.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        async with self._db.write() as conn:
+            job = await _job_in(conn, job_id)
+            if job.is_finished:
+                return False
+            now = self._db.now()
+            await settle_in(conn, now, job_id, "release", reason=f"job failed: {error_code}")
+            await self._update(conn, job_id, state="failed", error_code=error_code, error_message=error_message,
+                               finished_at=now)
+        log.info("job %s failed (%s); hold released", job_id, error_code)
+        return True
+
+    async def set_status_message(self, job_id: str, channel_id: int, message_id: int) -> None:
+        """Remember the bot's own public status message, so edits survive a restart."""
+        async with self._db.write() as conn:
+            await _job_in(conn, job_id)
+            await self._update(conn, job_id, status_channel_id=channel_id, status_message_id=message_id)
+
+    async def forget_interaction(self, job_id: str) -> None:
+        """Drop the interaction token once it is useless (expired), so the secret does not linger on disk."""
+        async with self._db.write() as conn:
+            await self._update(conn, job_id, interaction_token=None)
+
+    async def unfinished(self) -> list[Job]:
+        """Every job a restarted bot must resume, oldest first."""
+        rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL}) ORDER BY seq")
+        return [job_from_row(r) for r in rows]
+
+    async def queue_position(self, job_id: str, *, per_guild: bool = False) -> int | None:
+        """1-based place among queued jobs (first come, first served); None if the job is not queued."""
+        scope = "AND q.guild_id = j.guild_id" if per_guild else ""
+        row = await self._db.fetchone(
+            f"SELECT (SELECT COUNT(*) FROM jobs q WHERE q.state = 'queued' AND q.seq <= j.seq {scope}) AS pos "
+            "FROM jobs j WHERE j.id = ? AND j.state = 'queued'",
+            (job_id,),
+        )
+        return None if row is None else int(row["pos"])
+
+    async def running_count(self, guild_id: int | None = None) -> int:
+        """Jobs holding a slot (submitting, running, or delivering), in one server or everywhere."""
+        sql = f"SELECT COUNT(*) AS n FROM jobs WHERE state IN ({_IN_SLOT_SQL})"
+        row = await (self._db.fetchone(sql) if guild_id is None
+                     else self._db.fetchone(sql + " AND guild_id = ?", (guild_id,)))
+        return int(row["n"]) if row is not None else 0
+
+    async def recent_for_user(self, guild_id: int, user_id: int, limit: int = 10) -> list[Job]:
+        """A member's latest jobs in this server, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM jobs WHERE guild_id = ? AND user_id = ? ORDER BY seq DESC LIMIT ?",
+            (guild_id, user_id, max(0, int(limit))),
+        )
+        return [job_from_row(r) for r in rows]
+
+    async def active_for_guild(self, guild_id: int) -> list[Job]:
+        """The server's unfinished jobs, oldest first."""
+        rows = await self._db.fetchall(
+            f"SELECT * FROM jobs WHERE guild_id = ? AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", (guild_id,)
+        )
+        return [job_from_row(r) for r in rows]
+
+    async def _update(self, conn: aiosqlite.Connection, job_id: str, **fields: Any) -> None:
+        # Column names come from the _MUTABLE whitelist or this module, never from input.
+        fields["updated_at"] = self._db.now()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))

@@ -1,0 +1,269 @@
+"""Credits: an append-only ledger of entries, with balances cached by a trigger in the same statement.
+
+Entries are pairs (delta_available, delta_held): grant/refill/adjust (+x, 0), hold (-c, +c), charge (0, -c),
+release (+c, -c), refund (+c, 0). The schema refuses a second hold, settlement or refund for a job and any
+negative balance, so a bug here cannot spend the operator's money twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import aiosqlite
+
+from storage.db import fetchall, fetchone
+from storage.guilds import GuildSettings, settings_in
+from storage.periods import next_period_start, period_key
+
+if TYPE_CHECKING:
+    from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+KINDS = ("grant", "refill", "adjust", "hold", "charge", "release", "refund")
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """What a member may spend now, what running jobs hold, and when the next refill comes (UTC)."""
+
+    available: int
+    held: int
+    next_refill_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One movement of credits, with who caused it (actor_id None = the bot) and why."""
+
+    id: int
+    guild_id: int
+    user_id: int
+    kind: str
+    delta_available: int
+    delta_held: int
+    job_id: str | None
+    actor_id: int | None
+    reason: str
+    created_at: float
+
+
+def entry_from_row(row: aiosqlite.Row) -> LedgerEntry:
+    return LedgerEntry(
+        id=row["id"], guild_id=row["guild_id"], user_id=row["user_id"], kind=row["kind"],
+        delta_available=row["delta_available"], delta_held=row["delta_held"], job_id=row["job_id"],
+        actor_id=row["actor_id"], reason=row["reason"], created_at=row["created_at"],
+    )
+
+
+def next_refill(settings: GuildSettings, now: float) -> datetime | None:
+    """When this server's next top-up happens, or None if it never tops up."""
+    if settings.refill_amount <= 0:
+        return None
+    return next_period_start(settings.refill_period, now)
+
+
+# ---- building blocks used inside a write transaction (also by storage.jobs) --------------------------------
+
+
+async def add_entry(
+    conn: aiosqlite.Connection, now: float, guild_id: int, user_id: int, kind: str, delta_available: int,
+    delta_held: int, *, job_id: str | None = None, actor_id: int | None = None, reason: str = "",
+    period: str | None = None,
+) -> int:
+    """Append one entry; the ledger_apply trigger moves the cached balance in the same statement."""
+    cursor = await conn.execute(
+        "INSERT INTO ledger (guild_id, user_id, kind, delta_available, delta_held, job_id, actor_id, reason, "
+        "period_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (guild_id, user_id, kind, delta_available, delta_held, job_id, actor_id, reason, period, now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+async def touch_member(conn: aiosqlite.Connection, now: float, settings: GuildSettings, user_id: int) -> None:
+    """Give a member new to this server their starting credits, then apply this period's lazy refill.
+
+    Both are idempotent: the balances row marks a member as seen, and refill_periods marks a period as done
+    (whether a top-up was needed or not), so a member is topped up at most once per period.
+    """
+    guild_id = settings.guild_id
+    cursor = await conn.execute(
+        "INSERT OR IGNORE INTO balances (guild_id, user_id, available, held, created_at) VALUES (?, ?, 0, 0, ?)",
+        (guild_id, user_id, now),
+    )
+    if cursor.rowcount == 1 and settings.starting_credits > 0:
+        await add_entry(conn, now, guild_id, user_id, "grant", settings.starting_credits, 0, reason="starting credits")
+    key = period_key(settings.refill_period, now)
+    if key is None or settings.refill_amount <= 0:
+        return
+    cursor = await conn.execute(
+        "INSERT OR IGNORE INTO refill_periods (guild_id, user_id, period_key, created_at) VALUES (?, ?, ?, ?)",
+        (guild_id, user_id, key, now),
+    )
+    if cursor.rowcount != 1:
+        return
+    available, _ = await balance_in(conn, guild_id, user_id)
+    if available < settings.refill_amount:
+        await add_entry(
+            conn, now, guild_id, user_id, "refill", settings.refill_amount - available, 0,
+            reason=f"{settings.refill_period} refill to {settings.refill_amount}", period=key,
+        )
+
+
+async def balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> tuple[int, int]:
+    """(available, held) from the cache, inside the caller's transaction."""
+    row = await fetchone(
+        conn, "SELECT available, held FROM balances WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+    )
+    return (0, 0) if row is None else (int(row["available"]), int(row["held"]))
+
+
+async def job_entries(conn: aiosqlite.Connection, job_id: str) -> dict[str, LedgerEntry]:
+    """The hold, charge, release and refund of one job, by kind (the schema allows one of each)."""
+    rows = await fetchall(conn, "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+    return {row["kind"]: entry_from_row(row) for row in rows}
+
+
+async def settle_in(conn: aiosqlite.Connection, now: float, job_id: str, kind: str, *, reason: str = "",
+                    actor_id: int | None = None) -> bool:
+    """Turn a job's open hold into a charge or a release; False if it was already settled.
+
+    Raises:
+        LookupError: the job has no hold.
+    """
+    entries = await job_entries(conn, job_id)
+    hold = entries.get("hold")
+    if hold is None:
+        raise LookupError(f"job {job_id!r} has no hold")
+    if "charge" in entries or "release" in entries:
+        return False
+    amount = hold.delta_held
+    delta_available = 0 if kind == "charge" else amount
+    await add_entry(conn, now, hold.guild_id, hold.user_id, kind, delta_available, -amount, job_id=job_id,
+                    actor_id=actor_id, reason=reason)
+    return True
+
+
+# ---- the repository ---------------------------------------------------------------------------------------
+
+
+class Ledger:
+    """Balances and credit movements (`db.ledger`)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def balance(self, guild_id: int, user_id: int) -> Balance:
+        """A member's balance, after their starting grant and this period's refill if those are due."""
+        settings = await self._db.guilds.get(guild_id)
+        now = self._db.now()
+        key = period_key(settings.refill_period, now) if settings.refill_amount > 0 else None
+        async with self._db.snapshot() as conn:  # fast path: nothing to write
+            row = await fetchone(
+                conn,
+                "SELECT available, held, EXISTS (SELECT 1 FROM refill_periods r WHERE r.guild_id = b.guild_id "
+                "AND r.user_id = b.user_id AND r.period_key = ?) AS refilled "
+                "FROM balances b WHERE guild_id = ? AND user_id = ?",
+                (key or "", guild_id, user_id),
+            )
+        if row is not None and (key is None or row["refilled"]):
+            return Balance(row["available"], row["held"], next_refill(settings, now))
+        async with self._db.write() as conn:
+            settings = await settings_in(conn, guild_id)
+            await touch_member(conn, now, settings, user_id)
+            available, held = await balance_in(conn, guild_id, user_id)
+        return Balance(available, held, next_refill(settings, now))
+
+    async def adjust(self, guild_id: int, user_id: int, delta: int, actor_id: int | None, reason: str) -> Balance:
+        """Add (or with a negative delta, take) credits; a balance never drops below 0.
+
+        The entry records the delta actually applied, so the ledger stays the truth.
+        """
+        async with self._db.write() as conn:
+            now = self._db.now()
+            settings = await settings_in(conn, guild_id)
+            await touch_member(conn, now, settings, user_id)
+            available, _ = await balance_in(conn, guild_id, user_id)
+            applied = max(int(delta), -available)
+            await add_entry(conn, now, guild_id, user_id, "adjust", applied, 0, actor_id=actor_id, reason=reason)
+            available, held = await balance_in(conn, guild_id, user_id)
+        if applied != delta:
+            log.info("adjust clamped: asked %s, applied %s (guild %s, user %s)", delta, applied, guild_id, user_id)
+        return Balance(available, held, next_refill(settings, now))
+
+    async def set_balance(self, guild_id: int, user_id: int, amount: int, actor_id: int | None,
+                          reason: str) -> Balance:
+        """Make a member's available credits exactly `amount` (recorded as an adjust of the difference).
+
+        Raises:
+            ValueError: amount is negative.
+        """
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError("A balance must be a whole number of credits, 0 or more.")
+        async with self._db.write() as conn:
+            now = self._db.now()
+            settings = await settings_in(conn, guild_id)
+            await touch_member(conn, now, settings, user_id)
+            available, _ = await balance_in(conn, guild_id, user_id)
+            await add_entry(conn, now, guild_id, user_id, "adjust", amount - available, 0, actor_id=actor_id,
+                            reason=reason)
+            available, held = await balance_in(conn, guild_id, user_id)
+        return Balance(available, held, next_refill(settings, now))
+
+    async def settle(self, job_id: str) -> bool:
+        """Turn the job's hold into a charge; True if this call did it, False if it was already settled.
+
+        Raises:
+            LookupError: the job has no hold.
+        """
+        async with self._db.write() as conn:
+            return await settle_in(conn, self._db.now(), job_id, "charge", reason="video delivered")
+
+    async def release(self, job_id: str, reason: str) -> bool:
+        """Give the job's held credits back; True if this call did it, False if it was already settled.
+
+        Raises:
+            LookupError: the job has no hold.
+        """
+        async with self._db.write() as conn:
+            return await settle_in(conn, self._db.now(), job_id, "release", reason=reason)
+
+    async def refund(self, job_id: str, actor_id: int | None, reason: str) -> bool:
+        """An admin's refund: release a job still held, or pay back a charged one; at most once per job.
+
+        Returns:
+            True if credits went back to the member now; False if the job was already released or refunded.
+        Raises:
+            LookupError: no such job (or it has no hold).
+        """
+        async with self._db.write() as conn:
+            now = self._db.now()
+            entries = await job_entries(conn, job_id)
+            if "hold" not in entries:
+                raise LookupError(f"job {job_id!r} has no hold")
+            if "release" in entries or "refund" in entries:
+                return False
+            charge = entries.get("charge")
+            if charge is None:
+                return await settle_in(conn, now, job_id, "release", reason=reason, actor_id=actor_id)
+            await add_entry(conn, now, charge.guild_id, charge.user_id, "refund", -charge.delta_held, 0,
+                            job_id=job_id, actor_id=actor_id, reason=reason)
+            return True
+
+    async def entries(self, guild_id: int, user_id: int, limit: int = 10) -> list[LedgerEntry]:
+        """A member's latest entries in this server, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM ledger WHERE guild_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, max(0, int(limit))),
+        )
+        return [entry_from_row(row) for row in rows]
+
+    async def verify(self) -> list[str]:
+        """Recompute every balance and job settlement from the ledger; the list of problems (empty = sound)."""
+        from storage.verify import verify
+
+        async with self._db.snapshot() as conn:
+            return await verify(conn)
