@@ -1,0 +1,148 @@
+"""Balances, admin adjustments, settlement and refunds, and lazy refills across period boundaries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from storage.db import Database
+
+from .conftest import ALICE, BOB, GUILD, OTHER_GUILD, Clock, request, run_to_completed
+
+
+async def test_new_member_gets_starting_credits_once(db: Database) -> None:
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 200
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 200
+    entries = await db.ledger.entries(GUILD, ALICE)
+    assert [(e.kind, e.delta_available, e.actor_id) for e in entries] == [("grant", 200, None)]
+    assert (await db.ledger.balance(OTHER_GUILD, ALICE)).available == 200  # each server grants its own
+
+
+async def test_starting_credits_follow_the_server_setting(db: Database) -> None:
+    await db.guilds.update(GUILD, starting_credits=0)
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 0
+    assert await db.ledger.entries(GUILD, ALICE) == []
+
+
+async def test_adjust_clamps_at_zero_and_records_what_was_applied(db: Database) -> None:
+    balance = await db.ledger.adjust(GUILD, ALICE, 50, actor_id=BOB, reason="gift")
+    assert balance.available == 250
+    balance = await db.ledger.adjust(GUILD, ALICE, -1000, actor_id=BOB, reason="abuse")
+    assert balance.available == 0
+    latest = (await db.ledger.entries(GUILD, ALICE, limit=1))[0]
+    assert (latest.kind, latest.delta_available, latest.actor_id, latest.reason) == ("adjust", -250, BOB, "abuse")
+    assert await db.ledger.verify() == []
+
+
+async def test_set_balance(db: Database) -> None:
+    assert (await db.ledger.set_balance(GUILD, ALICE, 1234, actor_id=BOB, reason="event")).available == 1234
+    assert (await db.ledger.set_balance(GUILD, ALICE, 0, actor_id=BOB, reason="reset")).available == 0
+    with pytest.raises(ValueError, match="0 or more"):
+        await db.ledger.set_balance(GUILD, ALICE, -5, actor_id=BOB, reason="x")
+    assert await db.ledger.verify() == []
+
+
+async def test_settle_and_release_are_idempotent_and_exclusive(db: Database) -> None:
+    a = await db.jobs.create_with_hold(request(duration=4))
+    assert await db.ledger.settle(a.id) is True
+    assert await db.ledger.settle(a.id) is False
+    assert await db.ledger.release(a.id, "late") is False
+    balance = await db.ledger.balance(GUILD, ALICE)
+    assert (balance.available, balance.held) == (100, 0)
+    with pytest.raises(LookupError):
+        await db.ledger.settle("no-such-job")
+    assert await db.ledger.verify() == []
+
+
+async def test_admin_refund_of_a_held_job_releases_it_once(db: Database) -> None:
+    job = await db.jobs.create_with_hold(request(duration=8))
+    assert await db.ledger.refund(job.id, actor_id=BOB, reason="stuck") is True
+    assert await db.ledger.refund(job.id, actor_id=BOB, reason="stuck") is False
+    balance = await db.ledger.balance(GUILD, ALICE)
+    assert (balance.available, balance.held) == (200, 0)
+    # The runner later delivers it: delivered, but not charged a second time.
+    await run_to_completed(db, job.id)
+    assert await db.jobs.finish_delivered(job.id, None) is True
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 200
+    release = next(e for e in await db.ledger.entries(GUILD, ALICE) if e.kind == "release")
+    assert release.actor_id == BOB
+    assert await db.ledger.verify() == []
+
+
+async def test_admin_refund_of_a_charged_job_pays_back_once(db: Database) -> None:
+    job = await db.jobs.create_with_hold(request(duration=4))
+    await run_to_completed(db, job.id)
+    await db.jobs.finish_delivered(job.id, "https://discord.com/channels/1/2/3")
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 100
+    assert await db.ledger.refund(job.id, actor_id=BOB, reason="bad video") is True
+    assert await db.ledger.refund(job.id, actor_id=BOB, reason="bad video") is False
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 200
+    assert [e.kind for e in await db.ledger.entries(GUILD, ALICE)] == ["refund", "charge", "hold", "grant"]
+    assert await db.ledger.verify() == []
+
+
+async def test_refund_of_a_failed_job_is_refused(db: Database) -> None:
+    job = await db.jobs.create_with_hold(request())
+    await db.jobs.finish_failed(job.id, "upstream_error", "The provider failed.")
+    assert await db.ledger.refund(job.id, actor_id=BOB, reason="double dip") is False
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 200
+
+
+# ---- lazy refill --------------------------------------------------------------------------------------------
+
+
+def at(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("period", "start", "same_period", "next_period", "next_refill"),
+    [
+        ("daily", at(2025, 1, 15, 0, 0), at(2025, 1, 15, 23, 59, 59), at(2025, 1, 16, 0, 0), at(2025, 1, 16)),
+        # 2025-01-12 is a Sunday; ISO weeks start on Monday 13th.
+        ("weekly", at(2025, 1, 13, 0, 0), at(2025, 1, 19, 23, 59), at(2025, 1, 20, 0, 0), at(2025, 1, 20)),
+        ("monthly", at(2025, 12, 1, 0, 0), at(2025, 12, 31, 23, 59), at(2026, 1, 1, 0, 0), at(2026, 1, 1)),
+    ],
+)
+async def test_refill_tops_up_once_per_period(
+    db: Database, clock: Clock, period: str, start: datetime, same_period: datetime, next_period: datetime,
+    next_refill: datetime,
+) -> None:
+    await db.guilds.update(GUILD, starting_credits=0, refill_amount=300, refill_period=period, cooldown_seconds=0)
+    clock.set(start)
+    balance = await db.ledger.balance(GUILD, ALICE)
+    assert balance.available == 300
+    assert balance.next_refill_at == next_refill
+    await db.jobs.create_with_hold(request(duration=8))  # spend 200
+    clock.set(same_period)
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 100  # no second top-up this period
+    clock.set(next_period)
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 300  # topped up to, not added
+    refills = [e for e in await db.ledger.entries(GUILD, ALICE) if e.kind == "refill"]
+    assert [e.delta_available for e in refills] == [200, 300]
+    assert await db.ledger.verify() == []
+
+
+async def test_refill_never_lowers_a_balance_and_still_uses_up_the_period(db: Database, clock: Clock) -> None:
+    await db.guilds.update(GUILD, starting_credits=500, refill_amount=300, refill_period="daily", cooldown_seconds=0)
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 500
+    await db.jobs.create_with_hold(request(duration=12))  # 200 left
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 200  # the period was already considered
+    clock.advance(86_400)
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 300
+    assert await db.ledger.verify() == []
+
+
+async def test_refill_happens_when_spending_too(db: Database, clock: Clock) -> None:
+    await db.guilds.update(GUILD, starting_credits=0, refill_amount=100, refill_period="daily", cooldown_seconds=0)
+    await db.jobs.create_with_hold(request(duration=4))  # the first refill pays for it
+    clock.advance(86_400)
+    await db.jobs.create_with_hold(request(duration=4))
+    balance = await db.ledger.balance(GUILD, ALICE)
+    assert (balance.available, balance.held) == (0, 200)
+
+
+async def test_no_refill_means_no_next_refill(db: Database) -> None:
+    await db.guilds.update(GUILD, refill_period="daily")  # amount 0: nothing to top up
+    assert (await db.ledger.balance(GUILD, ALICE)).next_refill_at is None
