@@ -1,0 +1,273 @@
+"""The fake Gateway: HELLO, heartbeats, IDENTIFY → READY + GUILD_CREATE, RESUME with replay.
+
+Frames are always uncompressed TEXT, whatever ``compress=`` the client asks for (discord.py accepts
+text frames as-is). Each session buffers its dispatches with sequence numbers so a client that was
+dropped (``fake.drop_gateway()``) can RESUME and get what it missed. Interactions go to the newest
+session only (Discord delivers each once); other events to every live session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from .models import ChannelType, GatewayEvent, Message
+
+if TYPE_CHECKING:
+    from .server import FakeDiscord
+
+log = logging.getLogger("tests.fakes.discord.gateway")
+
+GUILDS = 1 << 0
+GUILD_MESSAGES = 1 << 9
+DIRECT_MESSAGES = 1 << 12
+MESSAGE_CONTENT = 1 << 15
+
+
+@dataclass
+class Session:
+    """One gateway session (survives disconnects until the client closes it cleanly or identifies anew)."""
+
+    id: str
+    intents: int
+    shard: list[int]
+    seq: int = 0
+    buffer: list[tuple[int, str, Any]] = field(default_factory=list)
+    ws: web.WebSocketResponse | None = None
+    queue: asyncio.Queue[str | None] | None = None
+    ended: bool = False
+    resumes: int = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None and not self.ws.closed
+
+
+class Gateway:
+    """Owns the gateway sessions and turns world changes into dispatch events."""
+
+    def __init__(self, fake: FakeDiscord) -> None:
+        self.fake = fake
+        self.sessions: dict[str, Session] = {}
+        self.newest: Session | None = None
+        self.heartbeat_interval_ms = 41250
+        self.connections: set[web.WebSocketResponse] = set()
+        self._dropped: set[web.WebSocketResponse] = set()  # closed by the fake: the session stays resumable
+        self.log: list[GatewayEvent] = []
+
+    # ------------------------------------------------------------------ dispatch side
+    def _live(self) -> list[Session]:
+        return [s for s in self.sessions.values() if not s.ended]
+
+    def _push(self, session: Session, event: str, data: Any) -> None:
+        session.seq += 1
+        session.buffer.append((session.seq, event, data))
+        del session.buffer[:-1000]
+        if session.connected and session.queue is not None:
+            session.queue.put_nowait(self._frame(session, 0, data, event, session.seq))
+
+    def dispatch(self, event: str, data: Any, intent: int = 0) -> None:
+        """Send ``event`` to every live session whose intents include ``intent``."""
+        for session in self._live():
+            if intent == 0 or session.intents & intent:
+                self._push(session, event, data)
+
+    def dispatch_interaction(self, data: dict[str, Any]) -> None:
+        if self.newest is None or self.newest.ended:
+            log.warning("fake discord: no gateway session to deliver the interaction to; it is buffered nowhere")
+            return
+        self._push(self.newest, "INTERACTION_CREATE", data)
+
+    def dispatch_to_channel(self, event: str, data: Any, channel_id: int) -> None:
+        channel = self.fake.world.channels.get(channel_id)
+        dm = channel is not None and channel.type == ChannelType.dm
+        self.dispatch(event, data, DIRECT_MESSAGES if dm else GUILD_MESSAGES)
+
+    def dispatch_message(self, event: str, message: Message) -> None:
+        """MESSAGE_CREATE/UPDATE; content is withheld without the message-content intent, like Discord."""
+        world = self.fake.world
+        channel = world.channels.get(message.channel_id)
+        dm = channel is not None and channel.type == ChannelType.dm
+        for session in self._live():
+            if not session.intents & (DIRECT_MESSAGES if dm else GUILD_MESSAGES):
+                continue
+            payload = world.message_payload(message)
+            if message.guild_id is not None:
+                member = world.guilds[message.guild_id].members.get(message.author_id)
+                if member is not None:
+                    member_payload = world.member_payload(member)
+                    member_payload.pop("user", None)
+                    payload["member"] = member_payload
+            privileged = dm or message.author_id == world.bot.id
+            if not privileged and not session.intents & MESSAGE_CONTENT:
+                payload.update(content="", embeds=[], attachments=[], components=[])
+            self._push(session, event, payload)
+
+    # ------------------------------------------------------------------ websocket side
+    def _frame(self, session: Session | None, op: int, d: Any, t: str | None = None, s: int | None = None) -> str:
+        self.log.append(GatewayEvent(session.id if session else None, "send", op, t, s, d))
+        return json.dumps({"op": op, "d": d, "s": s, "t": t})
+
+    async def close_all(self, code: int = 4000) -> None:
+        """Drop every connection (the client sees an abnormal close and tries to RESUME)."""
+        for ws in list(self.connections):
+            self._dropped.add(ws)
+            with contextlib.suppress(Exception):
+                await ws.close(code=code, message=b"fake discord: dropped")
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
+        await ws.prepare(request)
+        self.connections.add(ws)
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        writer = asyncio.create_task(self._writer(ws, queue))
+        session: Session | None = None
+        queue.put_nowait(self._frame(None, 10, {"heartbeat_interval": self.heartbeat_interval_ms}))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        log.warning("fake discord: binary gateway frame ignored")
+                    continue
+                try:
+                    frame = json.loads(msg.data)
+                    op = frame.get("op")
+                    data = frame.get("d")
+                except (ValueError, AttributeError):
+                    log.warning("fake discord: unreadable gateway frame %r", msg.data[:200])
+                    continue
+                self.log.append(GatewayEvent(session.id if session else None, "recv", op, None, None, data))
+                self.fake.notify()
+                if op == 1:
+                    queue.put_nowait(self._frame(session, 11, None))
+                elif op == 2:
+                    session = await self._identify(ws, queue, data or {})
+                    if session is None:
+                        break
+                elif op == 6:
+                    session = await self._resume(ws, queue, data or {})
+                    if session is None:
+                        continue
+                elif op == 8:
+                    self._request_members(queue, session, data or {})
+                elif op in (3, 4):
+                    pass  # presence / voice state updates: accepted and ignored
+                else:
+                    log.warning("fake discord: unknown gateway op %r", op)
+        finally:
+            self.connections.discard(ws)
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await writer
+            if session is not None and session.ws is ws:
+                session.ws = None
+                session.queue = None
+                # A clean close by the client (1000/1001) ends the session, like Discord.
+                if ws.close_code in (1000, 1001) and ws not in self._dropped and not self.fake.closing:
+                    session.ended = True
+            self._dropped.discard(ws)
+            self.fake.notify()
+        return ws
+
+    async def _writer(self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None]) -> None:
+        while True:
+            item = await queue.get()
+            if item is None or ws.closed:
+                return
+            try:
+                await ws.send_str(item)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def _identify(
+        self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None], data: dict[str, Any]
+    ) -> Session | None:
+        if data.get("token") not in (self.fake.token, f"Bot {self.fake.token}"):
+            log.warning("fake discord: IDENTIFY with a wrong token")
+            queue.put_nowait(None)
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        world = self.fake.world
+        session = Session(
+            id=secrets.token_hex(16), intents=int(data.get("intents", 0) or 0), shard=list(data.get("shard") or [0, 1])
+        )
+        self.sessions[session.id] = session
+        self.newest = session
+        session.ws, session.queue = ws, queue
+        ready = {
+            "v": 10,
+            "user": {**world.user_payload(world.bot), "verified": True, "mfa_enabled": False},
+            "guilds": [{"id": str(g), "unavailable": True} for g in world.guilds],
+            "session_id": session.id,
+            "session_type": "normal",
+            "resume_gateway_url": self.fake.gateway_url,
+            "shard": session.shard,
+            "application": {"id": str(world.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "user_settings": {},
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": ["local"],
+            "auth": {},
+            "_trace": ["fake-discord"],
+        }
+        self._push(session, "READY", ready)
+        if session.intents & GUILDS or not session.intents:
+            for guild in world.guilds.values():
+                self._push(session, "GUILD_CREATE", world.guild_payload(guild))
+        self.fake.identify_count += 1
+        return session
+
+    async def _resume(
+        self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None], data: dict[str, Any]
+    ) -> Session | None:
+        session = self.sessions.get(str(data.get("session_id")))
+        if session is None or session.ended or data.get("token") not in (self.fake.token, f"Bot {self.fake.token}"):
+            queue.put_nowait(self._frame(None, 9, False))
+            return None
+        if session.connected and session.ws is not ws:
+            old = session.ws
+            assert old is not None
+            session.ws = None
+            with contextlib.suppress(Exception):
+                await old.close(code=4000)
+        last = int(data.get("seq") or 0)
+        session.ws, session.queue = ws, queue
+        session.resumes += 1
+        for seq, event, payload in session.buffer:
+            if seq > last:
+                queue.put_nowait(self._frame(session, 0, payload, event, seq))
+        session.seq += 1
+        session.buffer.append((session.seq, "RESUMED", {}))
+        queue.put_nowait(self._frame(session, 0, {}, "RESUMED", session.seq))
+        self.newest = session
+        return session
+
+    def _request_members(self, queue: asyncio.Queue[str | None], session: Session | None, data: dict[str, Any]) -> None:
+        if session is None:
+            return
+        world = self.fake.world
+        guild_id = data.get("guild_id")
+        ids = guild_id if isinstance(guild_id, list) else [guild_id]
+        for gid in ids:
+            guild = world.guilds.get(int(gid)) if gid is not None else None
+            if guild is None:
+                continue
+            chunk = {
+                "guild_id": str(guild.id),
+                "members": [world.member_payload(m) for m in guild.members.values()],
+                "chunk_index": 0,
+                "chunk_count": 1,
+                "not_found": [],
+            }
+            if data.get("nonce") is not None:
+                chunk["nonce"] = data["nonce"]
+            self._push(session, "GUILD_MEMBERS_CHUNK", chunk)
