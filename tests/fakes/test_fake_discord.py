@@ -51,6 +51,10 @@ class RerollView(discord.ui.View):
     async def reroll(self, interaction: discord.Interaction, button: discord.ui.Button[RerollView]) -> None:
         await interaction.response.send_message(f"re-rolled by {interaction.user.id}", ephemeral=True)
 
+    @discord.ui.button(label="Done", custom_id="probe:done")
+    async def done(self, interaction: discord.Interaction, button: discord.ui.Button[RerollView]) -> None:
+        await interaction.response.edit_message(content="done", view=None)
+
 
 class Probe(commands.Cog):
     """Test commands; failures the bot sees are kept in ``errors`` so tests can assert on them."""
@@ -60,11 +64,16 @@ class Probe(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         self.errors: list[discord.HTTPException] = []
+        self.notify: Any = lambda: None  # set to fake.notify so waits wake when the bot records an error
         self.release = asyncio.Event()
         self.slow_seconds = 0.0
         self.downloaded: list[bytes] = []
         self.menu = app_commands.ContextMenu(name="Animate with Sora", callback=self.animate)
         bot.tree.add_command(self.menu)
+
+    def failed(self, exc: discord.HTTPException) -> None:
+        self.errors.append(exc)
+        self.notify()
 
     @app_commands.command(name="ping", description="Answer at once")
     async def ping(self, interaction: discord.Interaction) -> None:
@@ -82,7 +91,7 @@ class Probe(commands.Cog):
         try:
             await interaction.response.send_message("late")
         except discord.HTTPException as exc:
-            self.errors.append(exc)
+            self.failed(exc)
 
     @app_commands.command(name="later", description="Defer, wait for the test, then follow up")
     async def later(self, interaction: discord.Interaction) -> None:
@@ -91,7 +100,7 @@ class Probe(commands.Cog):
         try:
             await interaction.followup.send("finally")
         except discord.HTTPException as exc:
-            self.errors.append(exc)
+            self.failed(exc)
 
     @app_commands.command(name="post", description="Post in the channel with the bot token")
     async def post(self, interaction: discord.Interaction, text: str, size: int = 0) -> None:
@@ -103,7 +112,15 @@ class Probe(commands.Cog):
             assert isinstance(interaction.channel, discord.TextChannel)
             await interaction.channel.send(text, **kwargs)
         except discord.HTTPException as exc:
-            self.errors.append(exc)
+            self.failed(exc)
+
+    @app_commands.command(name="progress", description="Edit the original response a few times")
+    async def progress(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("0%")
+        for pct in (50, 100):
+            await interaction.edit_original_response(content=f"{pct}%")
+        original = await interaction.original_response()
+        await interaction.followup.send(f"final {original.content}", ephemeral=True)
 
     @app_commands.command(name="button", description="Post a persistent button")
     async def button(self, interaction: discord.Interaction) -> None:
@@ -159,6 +176,7 @@ async def start_bot(fake: FakeDiscord, guild_id: int) -> tuple[commands.Bot, Pro
         guild_ready_timeout=0.05,
     )
     probe = Probe(bot)
+    probe.notify = fake.notify
 
     async def setup_hook() -> None:
         await bot.add_cog(probe)
@@ -322,6 +340,29 @@ async def test_persistent_button(world: World) -> None:
     reply = await press.wait_original()
     assert reply.content == f"re-rolled by {other.id}" and reply.ephemeral
     assert press.payload["data"]["component_type"] == 2
+
+
+async def test_button_updates_its_message(world: World) -> None:
+    fake = world.fake
+    inter = await fake.slash(world.guild_id, world.channel_id, world.user_id, "button")
+    message = await inter.wait_original()
+    press = await fake.press_button(message, "probe:done", world.user_id)
+    assert (await press.wait_response()).type == 7
+    await fake.wait_for(lambda: message.content == "done", 5)
+    assert message.components == [] and message.history[0]["content"] == "result"
+    with pytest.raises(InteractionError):
+        await fake.press_button(message, "probe:done", world.user_id)
+
+
+async def test_edit_original_and_fetch_it(world: World) -> None:
+    fake = world.fake
+    inter = await fake.slash(world.guild_id, world.channel_id, world.user_id, "progress")
+    followup = await inter.wait_followup(1)
+    assert followup.content == "final 100%" and followup.ephemeral
+    original = inter.original_message
+    assert original is not None and original.content == "100%" and original.edit_count == 2
+    assert [h["content"] for h in original.history] == ["0%", "50%"]
+    assert fake.requests_to("GET", "/webhooks/{application_id}/{token}/messages/{message_id}")
 
 
 # ------------------------------------------------------------------------------------- enforcement
@@ -507,3 +548,48 @@ async def test_second_ack_and_old_message_edit_cap(fake: FakeDiscord) -> None:
         ) as resp:
             assert resp.status == 403 and (await resp.json())["code"] == 50007
     assert fake.message(int(mid)).history[0]["content"] == "a"  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------------------- subprocess
+
+SUBPROCESS_BOT = """
+import asyncio, os, discord, yarl
+from discord import app_commands
+discord.http.Route.BASE = os.environ["DISCORD_API_BASE"]
+discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["DISCORD_GATEWAY_URL"])
+client = discord.Client(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none())
+tree = app_commands.CommandTree(client)
+
+@tree.command(name="ping", description="pong")
+async def ping(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message("pong from a subprocess")
+
+async def setup_hook() -> None:
+    guild = discord.Object(id=int(os.environ["GUILD_ID"]))
+    tree.copy_global_to(guild=guild)
+    await tree.sync(guild=guild)
+
+client.setup_hook = setup_hook
+client.run(os.environ["DISCORD_TOKEN"], log_handler=None)
+"""
+
+
+async def test_bot_in_a_subprocess_configured_by_env(fake: FakeDiscord) -> None:
+    import os
+    import sys
+
+    guild = fake.add_guild("G")
+    channel = fake.add_channel(guild.id, "c")
+    user = fake.add_user("u")
+    fake.add_member(guild.id, user.id)
+    env = {**os.environ, **fake.env(), "GUILD_ID": str(guild.id)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SUBPROCESS_BOT, env=env)
+    try:
+        await fake.sync_wait_commands(20, guild_id=guild.id, names={"ping"})
+        await fake.wait_ready(20)
+        inter = await fake.slash(guild.id, channel.id, user.id, "ping")
+        msg = await inter.wait_original(timeout=10)
+        assert msg.content == "pong from a subprocess" and msg.allowed_mentions == {"parse": []}
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
