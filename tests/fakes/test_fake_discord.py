@@ -122,6 +122,19 @@ class Probe(commands.Cog):
         original = await interaction.original_response()
         await interaction.followup.send(f"final {original.content}", ephemeral=True)
 
+    @app_commands.command(name="admin", description="Admins only")
+    @app_commands.default_permissions(manage_guild=True)
+    async def admin(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"allowed={interaction.permissions.manage_guild}", ephemeral=True)
+
+    @app_commands.command(name="dm", description="DM the caller")
+    async def dm(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("check your DMs", ephemeral=True)
+        try:
+            await interaction.user.send("hello in private")
+        except discord.HTTPException as exc:
+            self.failed(exc)
+
     @app_commands.command(name="button", description="Post a persistent button")
     async def button(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message("result", view=RerollView())
@@ -365,6 +378,32 @@ async def test_edit_original_and_fetch_it(world: World) -> None:
     assert fake.requests_to("GET", "/webhooks/{application_id}/{token}/messages/{message_id}")
 
 
+async def test_default_member_permissions_and_member_permissions(world: World) -> None:
+    fake = world.fake
+    cmd = next(c for c in fake.commands_in(world.guild_id) if c.name == "admin")
+    assert cmd.default_member_permissions == str(discord.Permissions(manage_guild=True).value)
+    with pytest.raises(InteractionError):
+        await fake.slash(world.guild_id, world.channel_id, world.user_id, "admin")
+    overridden = await fake.slash(world.guild_id, world.channel_id, world.user_id, "admin", bypass_permissions=True)
+    assert (await overridden.wait_original()).content == "allowed=False"
+    boss = fake.add_user("boss")
+    fake.add_member(world.guild_id, boss.id, permissions=discord.Permissions(manage_guild=True))
+    inter = await fake.slash(world.guild_id, world.channel_id, boss.id, "admin")
+    assert (await inter.wait_original()).content == "allowed=True"
+    assert int(inter.payload["member"]["permissions"]) & discord.Permissions(manage_guild=True).value
+
+
+async def test_direct_messages_and_closed_dms(world: World) -> None:
+    fake = world.fake
+    await fake.slash(world.guild_id, world.channel_id, world.user_id, "dm")
+    await fake.wait_for(lambda: fake.dm_messages(world.user_id), 5)
+    assert fake.dm_messages(world.user_id)[0].content == "hello in private"
+    fake.block_dms(world.user_id)
+    await fake.slash(world.guild_id, world.channel_id, world.user_id, "dm")
+    await fake.wait_for(lambda: world.probe.errors, 5)
+    assert world.probe.errors[0].status == 403 and world.probe.errors[0].code == 50007
+
+
 # ------------------------------------------------------------------------------------- enforcement
 
 
@@ -514,6 +553,7 @@ async def test_second_ack_and_old_message_edit_cap(fake: FakeDiscord) -> None:
     channel = fake.add_channel(guild.id, "c")
     user = fake.add_user("u")
     fake.add_member(guild.id, user.id)
+    fake.require_gateway = False
     cmd = {"name": "x", "description": "x", "type": 1}
     auth = {"Authorization": f"Bot {fake.token}"}
     async with aiohttp.ClientSession() as http:

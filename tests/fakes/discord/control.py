@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import permissions as perm
 from .models import Channel, ChannelType, Command, InteractionRecord, Message, Role, StoredFile, User
 
 if TYPE_CHECKING:
@@ -138,9 +139,10 @@ class Interactions:
             fake=fake,
             message_id=message.id if message is not None else None,
         )
+        if not fake.gateway.dispatch_interaction(payload) and fake.require_gateway:
+            raise InteractionError("no bot is connected to the gateway (or its session was closed)")
         fake.interactions[iid] = record
         fake.interactions_by_token[token] = record
-        fake.gateway.dispatch_interaction(payload)
         fake.notify()
         return record
 
@@ -153,6 +155,24 @@ class Interactions:
                     return cmd
         known = sorted(f"{c.name}(type {c.type}, guild {c.guild_id})" for c in self.world.commands.values())
         raise InteractionError(f"no registered command {name!r} of type {ctype}; registered: {known}")
+
+    def _check_visible(self, cmd: Command, guild_id: int | None, user_id: int, bypass_permissions: bool) -> None:
+        """A Discord client only offers commands usable here: contexts, and default_member_permissions
+        unless the server's admins overrode them (``bypass_permissions=True``)."""
+        contexts = cmd.contexts
+        if guild_id is None and (cmd.dm_permission is False or (contexts is not None and 1 not in contexts)):
+            raise InteractionError(f"command {cmd.name!r} is not available in DMs")
+        if guild_id is not None and contexts is not None and 0 not in contexts:
+            raise InteractionError(f"command {cmd.name!r} is not available in guilds")
+        required = int(cmd.default_member_permissions) if cmd.default_member_permissions is not None else 0
+        if guild_id is None or bypass_permissions or cmd.default_member_permissions is None:
+            return
+        have = self.world.guild_permissions(guild_id, user_id)
+        if (required == 0 or have & required != required) and not have & perm.ADMINISTRATOR:
+            raise InteractionError(
+                f"user {user_id} lacks default_member_permissions {required} of {cmd.name!r}; a Discord client "
+                "would not offer it (pass bypass_permissions=True to simulate an admin override)"
+            )
 
     def _option_value(self, opt: dict[str, Any], value: Any, resolved: dict[str, Any], guild_id: int | None) -> Any:
         world = self.world
@@ -259,11 +279,13 @@ class Interactions:
         *,
         locale: str = "en-US",
         issued_at: float | None = None,
+        bypass_permissions: bool = False,
     ) -> InteractionRecord:
         """Run ``/command [group] [subcommand]`` as ``user_id`` and return its :class:`InteractionRecord`."""
         parts = command.strip().lstrip("/").split()
         ctx = self._context(guild_id, channel_id, _id_of(user_id))
         cmd = self._find_command(parts[0], 1, guild_id)
+        self._check_visible(cmd, guild_id, _id_of(user_id), bypass_permissions)
         values: dict[str, Any] = dict(options or {})
         values.update(attachments or {})
         resolved: dict[str, Any] = {}
@@ -287,12 +309,14 @@ class Interactions:
         *,
         locale: str = "en-US",
         issued_at: float | None = None,
+        bypass_permissions: bool = False,
     ) -> InteractionRecord:
         """Run a message (target Message/id) or user (target User) context-menu command."""
         ctx = self._context(guild_id, channel_id, _id_of(user_id))
         world = self.world
         if isinstance(target, User):
             cmd = self._find_command(name, 2, guild_id)
+            self._check_visible(cmd, guild_id, _id_of(user_id), bypass_permissions)
             resolved: dict[str, Any] = {"users": {str(target.id): world.user_payload(target)}}
             guild = world.guilds.get(guild_id or 0)
             if guild is not None and target.id in guild.members:
@@ -302,6 +326,7 @@ class Interactions:
             target_id = target.id
         else:
             cmd = self._find_command(name, 3, guild_id)
+            self._check_visible(cmd, guild_id, _id_of(user_id), bypass_permissions)
             message = world.messages_by_id.get(_id_of(target))
             if message is None:
                 raise InteractionError(f"unknown target message {target!r}")

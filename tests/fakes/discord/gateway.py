@@ -79,11 +79,13 @@ class Gateway:
             if intent == 0 or session.intents & intent:
                 self._push(session, event, data)
 
-    def dispatch_interaction(self, data: dict[str, Any]) -> None:
+    def dispatch_interaction(self, data: dict[str, Any]) -> bool:
+        """Deliver to the newest session (buffered for RESUME if it is disconnected); False if none."""
         if self.newest is None or self.newest.ended:
-            log.warning("fake discord: no gateway session to deliver the interaction to; it is buffered nowhere")
-            return
+            log.warning("fake discord: no gateway session to deliver the interaction to")
+            return False
         self._push(self.newest, "INTERACTION_CREATE", data)
+        return True
 
     def dispatch_to_channel(self, event: str, data: Any, channel_id: int) -> None:
         channel = self.fake.world.channels.get(channel_id)

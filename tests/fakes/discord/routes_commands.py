@@ -44,11 +44,13 @@ def _validate(body: Any) -> dict[str, Any]:
 
 
 def _fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The stored fields; Discord answers permissions as a string even when sent as a number."""
+    perms = body.get("default_member_permissions")
     return {
         "type": int(body.get("type", 1)),
         "description": body.get("description") or "",
         "options": list(body.get("options") or []),
-        "default_member_permissions": body.get("default_member_permissions"),
+        "default_member_permissions": None if perms is None else str(perms),
         "dm_permission": body.get("dm_permission"),
         "contexts": body.get("contexts"),
         "integration_types": body.get("integration_types"),

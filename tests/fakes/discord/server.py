@@ -70,6 +70,7 @@ class FakeDiscord:
         self.old_message_edit_limit: int | None = 5
         self.rate_limits: list[RateLimitRule] = []
         self.fail_rules: list[FailRule] = []
+        self.require_gateway = True  # False: interactions may be created with no bot connected (raw HTTP tests)
         self.identify_count = 0
         self.sync_count = 0
         self.closing = False
@@ -339,8 +340,14 @@ class FakeDiscord:
         """Wake waiters: called on every recorded event."""
         self._notifier.bump()
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, what: str | None = None) -> T:
-        """Re-check ``predicate()`` on every recorded event until it is truthy; returns its value."""
+    async def wait_for(
+        self, predicate: Callable[[], T], timeout: float = 5.0, what: str | None = None, recheck: float | None = None
+    ) -> T:
+        """Re-check ``predicate()`` on every recorded event until it is truthy; returns its value.
+
+        Predicates on state outside the fake (the bot's own objects) should call ``fake.notify()`` when
+        that state changes, or pass ``recheck`` (seconds) as a safety net.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -357,7 +364,7 @@ class FakeDiscord:
                     f"recent requests:\n  {recent}"
                 )
             with contextlib.suppress(TimeoutError):
-                await self._notifier.wait_next(remaining)
+                await self._notifier.wait_next(remaining if recheck is None else min(remaining, recheck))
 
     async def sync_wait_commands(
         self, timeout: float = 10.0, guild_id: int | None = None, names: Any = ()
