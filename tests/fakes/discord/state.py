@@ -11,6 +11,7 @@ import datetime
 import io
 import mimetypes
 from typing import Any
+from urllib.parse import quote
 
 from . import permissions as perm
 from .models import Channel, ChannelType, Command, Guild, Member, Message, Role, StoredFile, User
@@ -300,9 +301,7 @@ class World:
 
     def attachment_payload(self, stored: StoredFile, ephemeral: bool = False) -> dict[str, Any]:
         ex = int(self.clock.now() + 24 * 3600)
-        url = (
-            f"{self.base_url}/attachments/{stored.id}/{stored.filename}?ex={ex:x}&is={int(self.clock.now()):x}&hm=fake"
-        )
+        url = f"{self.base_url}/attachments/{stored.id}/{quote(stored.filename)}?ex={ex:x}&is={int(self.clock.now()):x}&hm=fake"
         payload: dict[str, Any] = {
             "id": str(stored.id),
             "filename": stored.filename,
