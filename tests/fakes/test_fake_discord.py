@@ -135,6 +135,10 @@ class Probe(commands.Cog):
         except discord.HTTPException as exc:
             self.failed(exc)
 
+    @app_commands.command(name="attach", description="Respond with a file")
+    async def attach(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("here", file=discord.File(io.BytesIO(PNG_1x1), "frame.png"))
+
     @app_commands.command(name="button", description="Post a persistent button")
     async def button(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message("result", view=RerollView())
@@ -404,6 +408,23 @@ async def test_direct_messages_and_closed_dms(world: World) -> None:
     assert world.probe.errors[0].status == 403 and world.probe.errors[0].code == 50007
 
 
+async def test_initial_response_with_a_file_is_multipart(world: World) -> None:
+    fake = world.fake
+    inter = await fake.slash(world.guild_id, world.channel_id, world.user_id, "attach")
+    msg = await inter.wait_original()
+    assert [(a.filename, a.data, a.content_type) for a in msg.attachments] == [("frame.png", PNG_1x1, "image/png")]
+    (callback,) = fake.requests_to("POST", "/interactions/{interaction_id}/{token}/callback")
+    assert callback.json["type"] == 4 and [p.name for p in callback.files] == ["files[0]"]
+
+
+async def test_many_interactions_at_once(world: World) -> None:
+    fake = world.fake
+    inters = [await fake.slash(world.guild_id, world.channel_id, world.user_id, "ping") for _ in range(50)]
+    await asyncio.wait_for(asyncio.gather(*(i.wait_response(10) for i in inters)), 15)
+    assert all(i.response_latency is not None and i.response_latency < 3 for i in inters)
+    assert len({i.original_message_id for i in inters}) == 50
+
+
 # ------------------------------------------------------------------------------------- enforcement
 
 
@@ -460,7 +481,7 @@ async def test_missing_permissions_403(world: World) -> None:
 async def test_deleted_channel_10003(world: World) -> None:
     fake = world.fake
     other = fake.add_channel(world.guild_id, "other")
-    await fake.wait_for(lambda: world.bot.get_channel(other.id), 5)
+    await world.bot.wait_for("guild_channel_create", check=lambda c: c.id == other.id, timeout=5)
     inter = await fake.slash(world.guild_id, other.id, world.user_id, "later")
     await inter.wait_response()
     fake.delete_channel(other.id)

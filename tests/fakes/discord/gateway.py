@@ -146,23 +146,11 @@ class Gateway:
                     log.warning("fake discord: unreadable gateway frame %r", msg.data[:200])
                     continue
                 self.log.append(GatewayEvent(session.id if session else None, "recv", op, None, None, data))
+                result = await self._handle_op(ws, queue, session, op, data)
                 self.fake.notify()
-                if op == 1:
-                    queue.put_nowait(self._frame(session, 11, None))
-                elif op == 2:
-                    session = await self._identify(ws, queue, data or {})
-                    if session is None:
-                        break
-                elif op == 6:
-                    session = await self._resume(ws, queue, data or {})
-                    if session is None:
-                        continue
-                elif op == 8:
-                    self._request_members(queue, session, data or {})
-                elif op in (3, 4):
-                    pass  # presence / voice state updates: accepted and ignored
-                else:
-                    log.warning("fake discord: unknown gateway op %r", op)
+                if result is False:
+                    break
+                session = result
         finally:
             self.connections.discard(ws)
             queue.put_nowait(None)
@@ -178,6 +166,26 @@ class Gateway:
             self.fake.notify()
         return ws
 
+    async def _handle_op(
+        self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None], session: Session | None, op: Any, data: Any
+    ) -> Any:
+        """Handle one client frame; returns the connection's session (False: close the connection)."""
+        if op == 1:
+            queue.put_nowait(self._frame(session, 11, None))
+        elif op == 2:
+            new = await self._identify(ws, queue, data or {})
+            return False if new is None else new
+        elif op == 6:
+            resumed = await self._resume(ws, queue, data or {})
+            return session if resumed is None else resumed
+        elif op == 8:
+            self._request_members(queue, session, data or {})
+        elif op in (3, 4):
+            pass  # presence / voice state updates: accepted and ignored
+        else:
+            log.warning("fake discord: unknown gateway op %r", op)
+        return session
+
     async def _writer(self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None]) -> None:
         while True:
             item = await queue.get()
@@ -187,6 +195,7 @@ class Gateway:
                 await ws.send_str(item)
             except (ConnectionError, RuntimeError):
                 return
+            self.fake.notify()
 
     async def _identify(
         self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None], data: dict[str, Any]
