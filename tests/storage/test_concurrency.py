@@ -1,0 +1,116 @@
+"""Real concurrent asyncio tasks on one real database file: no overspend, no double refill."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage.db import Database
+from storage.errors import InsufficientCredits, QuotaRefused
+
+from .conftest import ALICE, GUILD, Clock, request
+
+NO_LIMITS = {"max_jobs_per_member": 50, "cooldown_seconds": 0, "max_jobs_per_guild": 100}
+
+
+async def test_fifty_concurrent_requests_from_a_member_who_can_afford_three(db: Database) -> None:
+    await db.guilds.update(GUILD, starting_credits=300, **NO_LIMITS)
+    async with asyncio.timeout(30):
+        results = await asyncio.gather(*(db.jobs.create_with_hold(request(ALICE)) for _ in range(50)),
+                                       return_exceptions=True)
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InsufficientCredits)]
+    assert len(accepted) == 3
+    assert len(refused) == 47
+    holds = [e for e in await db.ledger.entries(GUILD, ALICE, limit=100) if e.kind == "hold"]
+    assert len(holds) == 3
+    balance = await db.ledger.balance(GUILD, ALICE)
+    assert (balance.available, balance.held) == (0, 300)
+    assert await db.ledger.verify() == []
+
+
+async def test_a_thousand_concurrent_hold_settle_pairs_never_overspend(db: Database) -> None:
+    members = list(range(100, 120))  # 20 members, each able to afford 30 of the 50 jobs they try
+    budget = 3_000
+    await db.guilds.update(GUILD, starting_credits=budget, **NO_LIMITS)
+    rng = random.Random(1)
+
+    async def pair(user_id: int, fate: str) -> str:
+        try:
+            job = await db.jobs.create_with_hold(request(user_id))
+        except QuotaRefused as refusal:
+            return type(refusal).__name__
+        await asyncio.sleep(0)  # let other tasks interleave between hold and settlement
+        if fate == "charge":
+            assert await db.ledger.settle(job.id) is True
+        else:
+            assert await db.ledger.release(job.id, "failed") is True
+        return fate
+
+    fates = [(user, rng.choice(["charge", "charge", "charge", "release"])) for user in members for _ in range(50)]
+    rng.shuffle(fates)
+    assert len(fates) == 1_000
+    async with asyncio.timeout(90):
+        outcomes = await asyncio.gather(*(pair(u, f) for u, f in fates))
+    assert set(outcomes) <= {"charge", "release", "InsufficientCredits", "TooManyJobs"}
+    for user in members:
+        balance = await db.ledger.balance(GUILD, user)
+        entries = await db.ledger.entries(GUILD, user, limit=1_000)
+        charged = sum(-e.delta_held for e in entries if e.kind == "charge")
+        assert balance.held == 0
+        assert balance.available >= 0
+        assert balance.available + charged == budget  # nothing lost, nothing spent twice
+        holds = sum(1 for e in entries if e.kind == "hold")
+        settlements = sum(1 for e in entries if e.kind in ("charge", "release"))
+        assert holds == settlements
+        assert charged <= budget
+    assert outcomes.count("InsufficientCredits") > 0  # the members really were pushed past what they had
+    assert await db.ledger.verify() == []
+
+
+async def test_concurrent_reads_at_a_period_boundary_refill_exactly_once(db: Database, clock: Clock) -> None:
+    await db.guilds.update(GUILD, starting_credits=0, refill_amount=200, refill_period="daily")
+    clock.set(datetime(2025, 3, 1, 23, 59, 59, tzinfo=UTC))
+    await db.ledger.balance(GUILD, ALICE)
+    await db.ledger.set_balance(GUILD, ALICE, 0, actor_id=None, reason="spent")
+    clock.set(datetime(2025, 3, 2, 0, 0, 0, tzinfo=UTC))
+    async with asyncio.timeout(30):
+        balances = await asyncio.gather(*(db.ledger.balance(GUILD, ALICE) for _ in range(50)))
+    assert {b.available for b in balances} == {200}
+    refills = [e for e in await db.ledger.entries(GUILD, ALICE, limit=100) if e.kind == "refill"]
+    assert len(refills) == 2  # one per day
+    assert await db.ledger.verify() == []
+
+
+async def test_two_database_objects_on_one_file_refill_exactly_once(db_path: Path, clock: Clock) -> None:
+    """Two processes (here: two writer connections) meet at the file lock, not at our asyncio.Lock."""
+    first = await Database.open(db_path, clock=clock)
+    second = await Database.open(db_path, clock=clock)
+    try:
+        await first.guilds.update(GUILD, starting_credits=0, refill_amount=100, refill_period="weekly",
+                                  cooldown_seconds=0, max_jobs_per_member=50)
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(
+                *(db.ledger.balance(GUILD, ALICE) for db in (first, second) for _ in range(20)),
+                *(db.jobs.create_with_hold(request(ALICE)) for db in (first, second) for _ in range(5)),
+                return_exceptions=True,
+            )
+        assert not [r for r in results if isinstance(r, BaseException) and not isinstance(r, InsufficientCredits)]
+        entries = await first.ledger.entries(GUILD, ALICE, limit=100)
+        assert [e.kind for e in entries].count("refill") == 1
+        assert [e.kind for e in entries].count("hold") == 1
+        assert await first.ledger.verify() == []
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_reads_are_not_blocked_by_a_long_write(db: Database) -> None:
+    await db.ledger.balance(GUILD, ALICE)
+    async with db.write() as conn:
+        await conn.execute("INSERT INTO refill_periods VALUES (1, 1, 'x', 0)")
+        # The writer holds its transaction open; the reader still answers with committed data.
+        async with asyncio.timeout(2):
+            assert (await db.ledger.balance(GUILD, ALICE)).available == 200
