@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 STATE = web.AppKey("state", SimulatorState)
 RELEASE = web.AppKey("release", asyncio.Event)
 TICK = web.AppKey("tick", float)
+FAULT = web.RequestKey("fault", Fault)
+BODY = web.RequestKey("body", object)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -91,7 +93,7 @@ async def _front_door(request: web.Request, handler: Handler) -> web.StreamRespo
     where = _where(request.path)
     fault = state.take_fault(where) if where else None
     if fault is not None:
-        request["fault"] = fault
+        request[FAULT] = fault
         answer = await _misbehave(request, fault)
         if answer is not None:
             return answer
@@ -99,7 +101,7 @@ async def _front_door(request: web.Request, handler: Handler) -> web.StreamRespo
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer sk-") or len(auth) <= len("Bearer sk-"):
             return _error("invalid_api_key", "Invalid API key. Keys start with sk-.")
-    request["json"] = body
+    request[BODY] = body
     return await handler(request)
 
 
@@ -110,7 +112,7 @@ def _origin(request: web.Request) -> str:
 async def _create(request: web.Request) -> web.Response:
     state = request.app[STATE]
     try:
-        req = check_create(request["json"])
+        req = check_create(request[BODY])
     except Rejected as exc:
         return _error(exc.code, exc.message)
     if state.balance < req.duration * 25:
@@ -127,7 +129,7 @@ async def _task(request: web.Request) -> web.Response:
     if task is None:
         return _error("task_not_found")
     body = state.task_json(state.refresh(task), _origin(request))
-    fault = request.get("fault")
+    fault = request.get(FAULT)
     if fault is not None and fault.kind == "unknown_status":
         body["status"] = "queued_for_review"
     return web.json_response(body)
@@ -144,7 +146,7 @@ async def _file(request: web.Request) -> web.StreamResponse:
     link = state.files.get(request.match_info["token"])
     if link is None:
         return _bucket_error(404, "NoSuchKey", "The specified key does not exist.")
-    fault = request.get("fault")
+    fault = request.get(FAULT)
     if fault is not None and fault.kind == "wrong_content_type":
         return web.Response(text="<html><body>Sign in to continue</body></html>", content_type="text/html")
     if (fault is not None and fault.kind == "expired") or state.now() > link.expires_at:
@@ -162,7 +164,7 @@ async def _file(request: web.Request) -> web.StreamResponse:
 async def _control(request: web.Request) -> web.Response:
     """POST {"reset"?, "set"?: {...}, "inject"?: fault or [faults], "advance"?: seconds}."""
     state = request.app[STATE]
-    body = request["json"]
+    body = request[BODY]
     if not isinstance(body, dict):
         return web.json_response({"error": "send a JSON object"}, status=400)
     try:

@@ -105,9 +105,13 @@ class VideoAPIClient:
         body: dict[str, Any] = {"model": MODEL, "input": payload}
         if callback_url:
             body["callback_url"] = callback_url
-        data = await self._with_retries(
-            "POST", "/v1/videos/generations", self.timeouts.create, body, should_retry=_proves_not_accepted
-        )
+        try:
+            data = await self._with_retries(
+                "POST", "/v1/videos/generations", self.timeouts.create, body, should_retry=_proves_not_accepted
+            )
+        except BadResponse as exc:
+            exc.retryable = False  # a 2xx we cannot read may still have made a task: never resubmit blindly
+            raise
         task_id = parse_task_id(data)
         log.info("task created: %s", task_id)
         return task_id
