@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10_000
 
 Params = Iterable[Any] | dict[str, Any]
+T = TypeVar("T")
 
 
 class Database:
@@ -91,16 +92,19 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back if the body raises or is cancelled."""
+        """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back if the body raises or is cancelled.
+
+        The connection is back in autocommit before the lock is released, even when the task is cancelled
+        mid-statement. A task cancelled during COMMIT may still have committed (as with any database).
+        """
         async with self._write_lock:
             conn = self._writer
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute("BEGIN IMMEDIATE")
                 yield conn
-                await conn.execute("COMMIT")
+                await _to_the_end(conn.execute("COMMIT"))
             except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+                await _to_the_end(_end_transaction(conn, "ROLLBACK"))
                 raise
 
     @asynccontextmanager
@@ -108,12 +112,11 @@ class Database:
         """A read transaction: several queries that see one consistent state of the database."""
         async with self._read_lock:
             conn = self._reader
-            await conn.execute("BEGIN")
             try:
+                await conn.execute("BEGIN")
                 yield conn
             finally:
-                if conn.in_transaction:
-                    await conn.execute("COMMIT")
+                await _to_the_end(_end_transaction(conn, "COMMIT"))
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         """Run one query on the reader and return its first row."""
@@ -124,6 +127,34 @@ class Database:
         """Run one query on the reader and return all its rows."""
         async with self._read_lock, self._reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+
+async def _end_transaction(conn: aiosqlite.Connection, verb: str) -> None:
+    # aiosqlite runs statements in order on its thread: a no-op query first lets every statement already
+    # queued (say, a BEGIN whose caller was cancelled) finish, so in_transaction is then the truth.
+    await conn.execute("SELECT 1")
+    if conn.in_transaction:
+        await conn.execute(verb)
+
+
+async def _to_the_end(aw: Awaitable[T]) -> T:
+    """Await `aw` to completion even if this task is cancelled meanwhile, then pass the cancellation on.
+
+    Cleanup that leaves a shared connection inside a transaction would break every later caller.
+    """
+    task = asyncio.ensure_future(aw)
+    interrupted = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            interrupted = True
+    if interrupted:
+        raise asyncio.CancelledError
+    return result
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:

@@ -114,3 +114,21 @@ async def test_reads_are_not_blocked_by_a_long_write(db: Database) -> None:
         # The writer holds its transaction open; the reader still answers with committed data.
         async with asyncio.timeout(2):
             assert (await db.ledger.balance(GUILD, ALICE)).available == 200
+
+
+async def test_cancelled_writers_leave_nothing_half_written(db: Database) -> None:
+    await db.guilds.update(GUILD, starting_credits=10_000, **NO_LIMITS)
+    rng = random.Random(3)
+    for _ in range(20):
+        tasks = [asyncio.create_task(db.jobs.create_with_hold(request(ALICE))) for _ in range(10)]
+        await asyncio.sleep(rng.uniform(0, 0.005))
+        for task in tasks:
+            task.cancel()
+        async with asyncio.timeout(10):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for job in await db.jobs.active_for_guild(GUILD):
+            await db.jobs.finish_failed(job.id, "cancelled", "test")
+    assert await db.ledger.verify() == []
+    balance = await db.ledger.balance(GUILD, ALICE)
+    assert (balance.available, balance.held) == (10_000, 0)
+    assert (await db.jobs.create_with_hold(request(ALICE))).state == "queued"  # the writer still works
