@@ -70,6 +70,7 @@ class Settings:
     download_timeout: float = 600.0
     log_level: str = "INFO"
     log_format: str = "text"
+    time_scale: float = 1.0  # shrinks poll and retry waits for tests and demos; 1 in production
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -180,4 +181,5 @@ def load_settings(
         download_timeout=opt("DOWNLOAD_TIMEOUT", lambda n, v: _float(n, v, minimum=1.0), 600.0),
         log_level=opt("LOG_LEVEL", lambda n, v: _choice(n, v.upper(), LOG_LEVELS), "INFO"),
         log_format=opt("LOG_FORMAT", lambda n, v: _choice(n, v, ("text", "json")), "text"),
+        time_scale=opt("SORA_TIME_SCALE", lambda n, v: _float(n, v, minimum=0.0001), 1.0),
     )

@@ -11,8 +11,6 @@ import discord
 import yarl
 from discord import app_commands
 from discord.ext import commands
-from storage.db import Database
-from storage.errors import QuotaRefused
 
 from bot.callbacks import CallbackServer
 from bot.command_sync import sync_if_changed
@@ -21,6 +19,9 @@ from bot.images import ImageRejected
 from bot.jobs.runner import JobRunner, RunnerSettings
 from bot.prompts import PromptRejected
 from bot.upstream.client import VideoAPIClient
+from bot.upstream.retry import DEFAULT_STEPS, PollSchedule
+from storage.db import Database
+from storage.errors import QuotaRefused
 
 if TYPE_CHECKING:
     from bot.jobs.notifier import Notifier
@@ -132,7 +133,12 @@ class SoraBot(commands.Bot):
                 callback_base_url=s.callback_public_url,
                 max_video_bytes=s.max_video_bytes,
                 download_timeout=s.download_timeout,
+                retry_base=2.0 * s.time_scale,
+                retry_cap=120.0 * s.time_scale,
+                health_interval=60.0 * s.time_scale,
+                busy_patience=1800.0 * s.time_scale,
             ),
+            schedule=PollSchedule(steps=tuple(x * s.time_scale for x in DEFAULT_STEPS), cap=120.0 * s.time_scale),
         )
         for name in COGS:
             await self.load_extension(name)

@@ -201,6 +201,17 @@ class Jobs:
         )
         return [job_from_row(r) for r in rows]
 
+    async def find(self, guild_id: int, id_or_prefix: str) -> Job | None:
+        """A job of this server by its id or an unambiguous prefix of at least 6 characters (as admins see it)."""
+        text = id_or_prefix.strip().lower()
+        if len(text) < 6 or not all(c in "0123456789abcdef" for c in text):
+            return None
+        rows = await self._db.fetchall(
+            "SELECT * FROM jobs WHERE guild_id = ? AND substr(id, 1, ?) = ? ORDER BY seq LIMIT 2",
+            (guild_id, len(text), text),
+        )
+        return job_from_row(rows[0]) if len(rows) == 1 else None
+
     async def active_for_guild(self, guild_id: int) -> list[Job]:
         """The server's unfinished jobs, oldest first."""
         rows = await self._db.fetchall(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from storage.jobs import Job
+    from storage.models import Job
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.db import Database
-from storage.jobs import Job
-
 from bot.jobs.health import UpstreamHealth
 from bot.jobs.notifier import Notifier, StatusUpdate, TooLarge, Undeliverable
 from bot.jobs.slots import SlotPool
@@ -34,6 +31,8 @@ from bot.upstream.errors import (
 from bot.upstream.models import Task
 from bot.upstream.retry import PollSchedule, wait_for_task
 from bot.video_fit import fit_to_size
+from storage.db import Database
+from storage.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +100,7 @@ class JobRunner:
         self._queue_moved = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
+        self._started_at = clock()
         self.settings.video_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ class JobRunner:
             if job.state in ("queued", "submitting"):
                 job = await self._submit(job)
             if job.state == "running":
-                job = await self._follow(job)
+                job = await self._follow(job, resumed=job.updated_at < self._started_at)
             if job.state == "completed":
                 await self._deliver(job)
         except JobFailed as failure:
@@ -234,7 +234,7 @@ class JobRunner:
         log.info("submitted", extra={"job": job.id, "task": task_id})
         return await self.db.jobs.mark_running(job.id, task_id)
 
-    async def _follow(self, job: Job) -> Job:
+    async def _follow(self, job: Job, *, resumed: bool = False) -> Job:
         assert job.task_id is not None
         wake = self._wake.setdefault(job.id, asyncio.Event())
         await self._status(job, "running")
@@ -245,8 +245,10 @@ class JobRunner:
         while True:
             try:
                 task = await wait_for_task(
-                    self.api, job.task_id, schedule=self.schedule, sleep=self.sleep, on_update=on_update, wake=wake
+                    self.api, job.task_id, schedule=self.schedule, sleep=self.sleep, on_update=on_update, wake=wake,
+                    poll_first=resumed,  # a task followed before a restart may long be done
                 )
+                resumed = False
                 break
             except TaskNotFound as exc:
                 raise JobFailed(exc.code, LOST_TASK) from exc

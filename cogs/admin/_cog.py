@@ -8,11 +8,11 @@ import logging
 from typing import TYPE_CHECKING
 
 import discord
-from bot.upstream.errors import VideoAPIError
 from discord import app_commands
 from discord.ext import commands
 
 from bot.pricing import DURATIONS, dollars
+from bot.upstream.errors import VideoAPIError
 from cogs.admin import _charts, _text
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ ACTIONS = [app_commands.Choice(name=a, value=a) for a in ("add", "remove", "clea
 
 
 async def _private(interaction: discord.Interaction, text: str, **kwargs: object) -> None:
-    await interaction.response.send_message(text[:2000], ephemeral=True, **kwargs)  # type: ignore[arg-type]
+    """Answer the (already deferred) admin command privately; the followup replaces "thinking…"."""
+    await interaction.followup.send(text[:2000], ephemeral=True, **kwargs)  # type: ignore[arg-type]
 
 
 @app_commands.guild_only()
@@ -49,6 +50,8 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
             raise app_commands.NoPrivateMessage
         if not interaction.permissions.manage_guild:
             raise app_commands.MissingPermissions(["manage_guild"])
+        # Acknowledge before any database work, so a busy database never breaks the 3-second deadline.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         return True
 
     @property
@@ -94,15 +97,15 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
 
     @app_commands.command(name="unblock", description="Let a blocked member generate again")
     async def unblock(self, interaction: discord.Interaction, user: discord.User) -> None:
-        was = await self.db.guilds.unblock(interaction.guild_id, user.id, interaction.user.id)
+        was = await self.db.guilds.unblock(interaction.guild_id, user.id)
         await _private(interaction, f"{user.mention} can generate again." if was else f"{user.mention} wasn't blocked.")
 
     @app_commands.command(name="refund", description="Give back a job's credits by hand (once)")
     @app_commands.describe(job="The job id (from /sora-admin jobs or /sora-admin quota show)")
     async def refund(self, interaction: discord.Interaction, job: app_commands.Range[str, 4, 64]) -> None:
-        found = await self.db.jobs.find(interaction.guild_id, job.strip())
+        found = await self.db.jobs.find(interaction.guild_id, job)  # another server's job does not exist here
         if found is None:
-            await _private(interaction, "No job with that id in this server.")
+            await _private(interaction, "No job with that id in this server (give at least its first 8 characters).")
             return
         done = await self.db.ledger.refund(found.id, interaction.user.id, f"refunded by {interaction.user}")
         if done:
@@ -205,17 +208,16 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
 
     @app_commands.command(name="usage", description="What this server spent: jobs, credits, dollars, top members")
     async def usage(self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] = 30) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
         usage = await self.db.reports.guild_usage(interaction.guild_id, days)
         text = _text.usage_text(usage, days)
         kwargs: dict[str, object] = {}
-        if usage.per_day and any(c for _, c, _r in usage.per_day):
+        if any(d.credits_charged or d.credits_returned for d in usage.daily):
             png = await asyncio.to_thread(
-                _charts.spend_chart, [d for d, _, _ in usage.per_day], [c for _, c, _ in usage.per_day],
-                [r for _, _, r in usage.per_day], f"Credits per day, last {days} days",
+                _charts.spend_chart, [d.day.isoformat() for d in usage.daily], [d.credits_charged for d in usage.daily],
+                [d.credits_returned for d in usage.daily], f"Credits per day, last {days} days",
             )
-            kwargs["attachments"] = [discord.File(io.BytesIO(png), filename="usage.png")]
-        await interaction.edit_original_response(content=text[:2000], **kwargs)  # type: ignore[arg-type]
+            kwargs["file"] = discord.File(io.BytesIO(png), filename="usage.png")
+        await _private(interaction, text, **kwargs)
 
     @app_commands.command(name="jobs", description="Jobs running or waiting in this server")
     async def jobs(self, interaction: discord.Interaction) -> None:
@@ -225,7 +227,6 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
 
     @app_commands.command(name="status", description="Whether the video API key works, and the operator's balance")
     async def status(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
         runner = self.bot.runner
         assert runner is not None
         try:
@@ -241,7 +242,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         elif health.last_error is not None:
             text += f"\nLast upstream error: `{health.last_error.code}` <t:{int(health.last_error_at or 0)}:R>."
         text += f"\nJobs in progress across all servers: {runner.active}."
-        await interaction.edit_original_response(content=text)
+        await _private(interaction, text)
 
     # ---- data deletion -------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from bot.pricing import dollars
 from cogs.sora._render import STATE_LABELS, elapsed_text, job_line, when
 
 
@@ -50,15 +49,17 @@ def channels_text(ids: Iterable[int]) -> str:
 
 def usage_text(u: Any, days: int) -> str:
     states = ", ".join(f"{n} {state}" for state, n in sorted(u.jobs_by_state.items())) or "none"
+    returned = u.credits_refunded + u.credits_released
     lines = [
         f"**Usage over the last {days} days**",
-        f"Jobs: {states}",
-        f"Credits charged: **{u.credits_charged}** (${dollars(u.credits_charged):,.2f}); "
-        f"refunded: {u.credits_refunded} (${dollars(u.credits_refunded):,.2f})",
+        f"Jobs: {u.jobs_total} ({states})",
+        f"Credits charged: **{u.credits_charged}** (${u.dollars:,.2f} upstream); "
+        f"given back: {returned} ({u.credits_released} released from failed jobs, {u.credits_refunded} refunded by admins)",
     ]
     if u.top_members:
         lines.append("**Top members**")
-        lines += [f"{i}. <@{uid}> — {credits} credits" for i, (uid, credits) in enumerate(u.top_members[:10], 1)]
+        lines += [f"{i}. <@{m.user_id}> — {m.credits_charged} credits, {m.jobs} jobs"
+                  for i, m in enumerate(u.top_members[:10], 1)]
     return "\n".join(lines)
 
 

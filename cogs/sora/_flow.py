@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
-from storage.errors import QuotaRefused
-from storage.jobs import NewJob
 
 from bot.images import MAX_IMAGE_BYTES, ImageRejected, check_image, check_size
 from bot.pricing import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DURATIONS, cost
 from bot.prompts import check_prompt
 from cogs.sora._views import ConfirmReroll
+from storage.errors import QuotaRefused
+from storage.models import NewJob
 
 if TYPE_CHECKING:
     from bot.discord_bot import SoraBot
@@ -109,9 +109,10 @@ class GenerationFlow:
             aspect_ratio=aspect_ratio,
             image_url=image_url,
             cost=cost(duration),
-            application_id=interaction.application_id,
+            parent_channel_id=getattr(interaction.channel, "parent_id", None),
+            interaction_application_id=interaction.application_id,
             interaction_token=interaction.token,
-            interaction_expires_at=interaction.expires_at.timestamp(),
+            interaction_token_expires_at=interaction.expires_at.timestamp(),
         ))
         assert bot.notifier is not None
         bot.notifier.upload_limits[job.id] = interaction.filesize_limit  # type: ignore[attr-defined]

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
-from storage.jobs import Job
 
 from bot.jobs.notifier import Delivery, StatusUpdate, TooLarge, Undeliverable
 from cogs.sora import _render
 from cogs.sora._views import RerollButton
+from storage.models import Job
 
 if TYPE_CHECKING:
     from bot.discord_bot import SoraBot
@@ -131,10 +131,10 @@ class DiscordNotifier:
 
     def _webhook(self, job: Job) -> discord.Webhook | None:
         """The interaction's followup webhook while its token is still alive, else None."""
-        token, expires = job.interaction_token, job.interaction_expires_at
-        if not token or not job.application_id or expires is None or time.time() > expires - TOKEN_MARGIN:
+        if not job.interaction_usable(time.time(), TOKEN_MARGIN) or not job.interaction_application_id:
             return None
-        return discord.Webhook.partial(job.application_id, token, client=self.bot)
+        assert job.interaction_token is not None
+        return discord.Webhook.partial(job.interaction_application_id, job.interaction_token, client=self.bot)
 
     async def announce_failure(self, job: Job, message: str) -> None:
         webhook = self._webhook(job)

@@ -1,0 +1,183 @@
+"""The real bot, run against the local Discord and the video API simulator, in-process or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bot.app import open_services
+from bot.config import Settings, load_settings
+from bot.discord_bot import SoraBot
+from bot.simulator.app import Simulator
+from storage.db import Database
+from storage.models import Job
+from tests.fakes.discord import FakeDiscord, patch_discord_py
+
+ROOT = Path(__file__).resolve().parents[2]
+MANAGE_GUILD = 1 << 5
+
+
+def png(width: int = 640, height: int = 360, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 80, 40)).save(buf, fmt)
+    return buf.getvalue()
+
+
+@dataclass
+class World:
+    """The people and places of a test server."""
+
+    fake: FakeDiscord
+    sim: Simulator
+    tmp: Path
+    guild: Any = None
+    channel: Any = None
+    admin: Any = None
+    member: Any = None
+    other: Any = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **self.fake.env(),
+            "SORA_API_KEY": "sk-test-key-123",
+            "SORA_API_BASE": self.sim.base_url,
+            "DATABASE_PATH": str(self.tmp / "bot.db"),
+            "VIDEO_DIR": str(self.tmp / "videos"),
+            "SORA_TIME_SCALE": "0.01",
+            "LOG_LEVEL": "INFO",
+            **self.extra_env,
+        }
+
+    def settings(self) -> Settings:
+        return load_settings(self.env(), dotenv=None)
+
+    async def generate(self, user: Any = None, **options: Any) -> Any:
+        user = user or self.member
+        attachments = options.pop("attachments", None)
+        options.setdefault("prompt", "a red fox running through snow")
+        return await self.fake.slash(self.guild.id, self.channel.id, user.id, "sora generate", options=options,
+                                     attachments=attachments)
+
+    async def admin_cmd(self, path: str, user: Any = None, **options: Any) -> Any:
+        return await self.fake.slash(self.guild.id, self.channel.id, (user or self.admin).id, f"sora-admin {path}",
+                                     options=options)
+
+
+@contextlib.asynccontextmanager
+async def make_world(tmp: Path, **sim_settings: Any) -> AsyncIterator[World]:
+    """A fake Discord with one server (admin, two members, #general) and a fast simulator."""
+    async with FakeDiscord() as fake, Simulator() as sim:
+        sim.state.configure({"pending_seconds": 0.05, "processing_seconds": 0.3, **sim_settings})
+        world = World(fake=fake, sim=sim, tmp=tmp)
+        world.guild = fake.add_guild("Test Server")
+        world.channel = fake.add_channel(world.guild.id, "general")
+        world.admin = fake.add_user("admin")
+        fake.add_member(world.guild.id, world.admin.id, permissions=MANAGE_GUILD)
+        world.member = fake.add_user("member")
+        fake.add_member(world.guild.id, world.member.id)
+        world.other = fake.add_user("other")
+        fake.add_member(world.guild.id, world.other.id)
+        yield world
+
+
+class InProcessBot:
+    """The real SoraBot in this event loop, so tests can read its database and runner directly."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.bot: SoraBot | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def db(self) -> Database:
+        assert self.bot is not None
+        return self.bot.db
+
+    async def start(self) -> SoraBot:
+        stack = contextlib.AsyncExitStack()
+        stack.enter_context(patch_discord_py(self.world.fake))
+        services = await stack.enter_async_context(open_services(self.world.settings()))
+        self.bot = SoraBot(services)
+        self.bot.guild_ready_timeout = 0.05  # type: ignore[attr-defined]
+        self._stack = stack
+        self._task = asyncio.create_task(self.bot.start(self.world.fake.token))
+        await asyncio.wait_for(self.bot.wait_until_ready(), 20)
+        await self.world.fake.sync_wait_commands(timeout=10)
+        return self.bot
+
+    async def stop(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 10)
+        if self._stack is not None:
+            await self._stack.aclose()
+        self.bot = self._task = self._stack = None
+
+    async def wait_job(self, predicate: Callable[[Job], bool], timeout: float = 20.0) -> Job:
+        """Wait until some job of the database satisfies `predicate` (re-checked as the fake sees traffic)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                rows = await self.db.fetchall("SELECT id FROM jobs ORDER BY seq")
+                for row in rows:
+                    job = await self.db.jobs.get(row["id"])
+                    if job is not None and predicate(job):
+                        return job
+                await asyncio.sleep(0.02)
+
+    async def wait_finished(self, count: int = 1, timeout: float = 30.0) -> list[Job]:
+        async with asyncio.timeout(timeout):
+            while True:
+                rows = await self.db.fetchall("SELECT id FROM jobs WHERE state IN ('delivered','failed') ORDER BY seq")
+                if len(rows) >= count:
+                    return [j for r in rows if (j := await self.db.jobs.get(r["id"])) is not None]
+                await asyncio.sleep(0.02)
+
+
+class SubprocessBot:
+    """`python -m bot run` as a child process, for restarts and kill -9."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log = world.tmp / "bot.log"
+
+    async def start(self) -> None:
+        env = {**os.environ, **self.world.env(), "PYTHONPATH": str(ROOT)}
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", cwd=self.world.tmp, env=env,
+                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
+            )
+        await self.world.fake.wait_for(lambda: self.world.fake.identify_count > self._identified, timeout=30,
+                                       what="bot subprocess identified")
+        self._identified = self.world.fake.identify_count
+
+    _identified = 0
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), 20)
+
+    async def wait_dead(self) -> None:
+        assert self.proc is not None
+        await asyncio.wait_for(self.proc.wait(), 20)
