@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import discord
-from storage.db import Database
 
 from bot.config import Settings
 from bot.discord_bot import Services, SoraBot, point_discord_py_at
 from bot.upstream.client import VideoAPIClient
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from storage.db import Database
-
     from bot.jobs.runner import JobRunner
+    from storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import aiohttp
-from storage.db import Database
 
 from bot.config import Settings
 from bot.pricing import dollars
 from bot.upstream.client import VideoAPIClient
 from bot.upstream.errors import VideoAPIError
+from storage.db import Database
 
 
 async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> int:
