@@ -65,12 +65,12 @@ class Jobs:
             await conn.execute(
                 "INSERT INTO jobs (id, guild_id, channel_id, user_id, prompt, duration, aspect_ratio, image_url, "
                 "cost, state, callback_token, interaction_application_id, interaction_token, "
-                "interaction_token_expires_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "interaction_token_expires_at, upload_limit, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, request.guild_id, request.channel_id, request.user_id, request.prompt, request.duration,
                  request.aspect_ratio, request.image_url, request.cost, secrets.token_urlsafe(32),
                  request.interaction_application_id, request.interaction_token,
-                 request.interaction_token_expires_at, now, now),
+                 request.interaction_token_expires_at, request.upload_limit, now, now),
             )
             await add_entry(conn, now, request.guild_id, request.user_id, "hold", -request.cost, request.cost,
                             job_id=job_id, reason=f"{request.duration} s video")

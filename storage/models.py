@@ -42,6 +42,7 @@ class NewJob:
     interaction_application_id: int | None = None
     interaction_token: str | None = field(default=None, repr=False)
     interaction_token_expires_at: float | None = None
+    upload_limit: int | None = None  # bytes, as Discord stated it on the interaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class Job:
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None
+    upload_limit: int | None = None
 
     @property
     def is_finished(self) -> bool:

@@ -113,9 +113,8 @@ class GenerationFlow:
             interaction_application_id=interaction.application_id,
             interaction_token=interaction.token,
             interaction_token_expires_at=interaction.expires_at.timestamp(),
+            upload_limit=interaction.filesize_limit,
         ))
-        assert bot.notifier is not None
-        bot.notifier.upload_limits[job.id] = interaction.filesize_limit  # type: ignore[attr-defined]
         log.info("job accepted", extra={"job": job.id, "guild": job.guild_id, "credits": job.cost})
         bot.runner.launch(job)
         balance = await bot.db.ledger.balance(job.guild_id, job.user_id)

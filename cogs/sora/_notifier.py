@@ -34,7 +34,6 @@ class DiscordNotifier:
 
     def __init__(self, bot: SoraBot) -> None:
         self.bot = bot
-        self.upload_limits: dict[str, int] = {}  # job id -> the interaction's attachment_size_limit
         self._no_edit: set[str] = set()
 
     # ---- status --------------------------------------------------------------------------------
@@ -69,8 +68,8 @@ class DiscordNotifier:
     # ---- delivery ------------------------------------------------------------------------------
 
     async def upload_limit(self, job: Job) -> int:
-        if job.id in self.upload_limits:
-            return self.upload_limits[job.id]
+        if job.upload_limit:
+            return job.upload_limit
         guild = self.bot.get_guild(job.guild_id)
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
