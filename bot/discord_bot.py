@@ -118,6 +118,18 @@ class SoraBot(commands.Bot):
         self.notifier: Notifier | None = None
         self._callbacks: CallbackServer | None = None
 
+    @property
+    def guild_ready_timeout(self) -> float:
+        """Seconds discord.py waits after the last GUILD_CREATE before `on_ready` (2 s by default)."""
+        return self._connection.guild_ready_timeout
+
+    @guild_ready_timeout.setter
+    def guild_ready_timeout(self, seconds: float) -> None:
+        # discord.py reads this from the connection state, so setting it on the client alone would do nothing.
+        if seconds < 0:
+            raise ValueError("guild_ready_timeout cannot be negative")
+        self._connection.guild_ready_timeout = seconds
+
     async def setup_hook(self) -> None:
         from cogs.sora import DiscordNotifier
 

@@ -181,3 +181,9 @@ class SubprocessBot:
     async def wait_dead(self) -> None:
         assert self.proc is not None
         await asyncio.wait_for(self.proc.wait(), 20)
+
+
+async def admin_as(world: World, path: str, by: Any = None, **options: Any) -> Any:
+    """`/sora-admin <path>` issued by `by` (default the world's admin); options may include `user`."""
+    return await world.fake.slash(world.guild.id, world.channel.id, (by or world.admin).id, f"sora-admin {path}",
+                                  options=options)
