@@ -81,6 +81,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         await _private(interaction, f"{user.mention} now has **{balance.available} credits**{note}.")
 
     @quota.command(name="show", description="A member's balance and latest ledger entries")
+    @app_commands.describe(user="The member")
     async def quota_show(self, interaction: discord.Interaction, user: discord.User) -> None:
         balance = await self.db.ledger.balance(interaction.guild_id, user.id)
         entries = await self.db.ledger.entries(interaction.guild_id, user.id, limit=10)
@@ -90,12 +91,14 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     # ---- blocks and refunds ----------------------------------------------------------------------
 
     @app_commands.command(name="block", description="Stop a member from generating videos")
+    @app_commands.describe(user="The member to block", reason="Why (shown to admins in quota show)")
     async def block(self, interaction: discord.Interaction, user: discord.User,
                     reason: app_commands.Range[str, 0, 300] | None = None) -> None:
         await self.db.guilds.block(interaction.guild_id, user.id, reason or "", interaction.user.id)
         await _private(interaction, f"{user.mention} can no longer generate videos here.")
 
     @app_commands.command(name="unblock", description="Let a blocked member generate again")
+    @app_commands.describe(user="The member to unblock")
     async def unblock(self, interaction: discord.Interaction, user: discord.User) -> None:
         was = await self.db.guilds.unblock(interaction.guild_id, user.id)
         await _private(interaction, f"{user.mention} can generate again." if was else f"{user.mention} wasn't blocked.")
@@ -121,6 +124,8 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         await _private(interaction, _text.settings_text(settings))
 
     @config.command(name="defaults", description="Starting credits for new members and the default duration")
+    @app_commands.describe(starting_credits="Credits a member new to the bot starts with",
+                           default_duration="Duration when a member does not pick one")
     @app_commands.choices(default_duration=[app_commands.Choice(name=f"{d} s", value=d) for d in DURATIONS])
     async def config_defaults(self, interaction: discord.Interaction, starting_credits: NonNegative | None = None,
                               default_duration: app_commands.Choice[int] | None = None) -> None:
@@ -133,6 +138,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
 
     @config.command(name="refill", description="Top every member up to an amount each period")
     @app_commands.choices(period=PERIODS)
+    @app_commands.describe(amount="Balance each member is topped up to (not added to)", period="How often")
     async def config_refill(self, interaction: discord.Interaction, amount: NonNegative,
                             period: app_commands.Choice[str]) -> None:
         await self._update(interaction, {"refill_amount": amount, "refill_period": period.value})
@@ -153,6 +159,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
 
     @config.command(name="channels", description="Where /sora may be used (empty list = everywhere)")
     @app_commands.choices(action=ACTIONS)
+    @app_commands.describe(action="What to do with the list", channel="The channel to add or remove")
     async def config_channels(self, interaction: discord.Interaction, action: app_commands.Choice[str],
                               channel: discord.TextChannel | None = None) -> None:
         settings = await self.db.guilds.get(interaction.guild_id)
@@ -172,7 +179,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
 
     @config.command(name="words", description="Words or phrases a prompt may not contain")
     @app_commands.choices(action=ACTIONS)
-    @app_commands.describe(words="Comma-separated words or phrases")
+    @app_commands.describe(action="What to do with the list", words="Comma-separated words or phrases")
     async def config_words(self, interaction: discord.Interaction, action: app_commands.Choice[str],
                            words: app_commands.Range[str, 0, 1000] | None = None) -> None:
         settings = await self.db.guilds.get(interaction.guild_id)
@@ -207,6 +214,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     # ---- reports -------------------------------------------------------------------------------
 
     @app_commands.command(name="usage", description="What this server spent: jobs, credits, dollars, top members")
+    @app_commands.describe(days="How many days back (default 30)")
     async def usage(self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] = 30) -> None:
         usage = await self.db.reports.guild_usage(interaction.guild_id, days)
         text = _text.usage_text(usage, days)
@@ -247,6 +255,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     # ---- data deletion -------------------------------------------------------------------------
 
     @data.command(name="delete-member", description="Delete everything stored about a member in this server")
+    @app_commands.describe(user="The member whose balance, ledger and jobs here are erased")
     async def delete_member(self, interaction: discord.Interaction, user: discord.User) -> None:
         counts = await self.db.reports.delete_member(interaction.guild_id, user.id)
         await _private(interaction, f"Deleted {user.mention}'s data here: {_text.counts_text(counts)}.")

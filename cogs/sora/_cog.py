@@ -30,8 +30,9 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
         self.bot = bot
         self.flow = GenerationFlow(bot)
         bot.flow = self.flow  # type: ignore[attr-defined]  # the persistent Re-roll button finds it here
-        self.animate_menu = app_commands.ContextMenu(name="Animate with Sora", callback=self.animate)
-        self.animate_menu.guild_only = True
+        # guild_only() sets both dm_permission and contexts=[guild]; the attribute alone left contexts unset.
+        self.animate_menu = app_commands.guild_only()(
+            app_commands.ContextMenu(name="Animate with Sora", callback=self.animate))
         super().__init__()
 
     async def cog_load(self) -> None:

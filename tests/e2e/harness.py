@@ -187,3 +187,20 @@ async def admin_as(world: World, path: str, by: Any = None, **options: Any) -> A
     """`/sora-admin <path>` issued by `by` (default the world's admin); options may include `user`."""
     return await world.fake.slash(world.guild.id, world.channel.id, (by or world.admin).id, f"sora-admin {path}",
                                   options=options)
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 30.0) -> tuple[int, str, str]:
+    """`python -m bot ARGS` as a child process with exactly `env` (plus PATH and PYTHONPATH); (code, out, err)."""
+    full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "HOME": str(cwd), **env}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, cwd=cwd, env=full_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
