@@ -174,7 +174,11 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         elif action.value == "clear":
             current = []
         if action.value != "list":
-            settings = await self.db.guilds.update(interaction.guild_id, allowed_channel_ids=tuple(current))
+            try:
+                settings = await self.db.guilds.update(interaction.guild_id, allowed_channel_ids=tuple(current))
+            except ValueError as exc:  # too many channels: say so, change nothing
+                await _private(interaction, str(exc))
+                return
         await _private(interaction, _text.channels_text(settings.allowed_channel_ids))
 
     @config.command(name="words", description="Words or phrases a prompt may not contain")
@@ -196,7 +200,11 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         elif action.value == "clear":
             current = []
         if action.value != "list":
-            settings = await self.db.guilds.update(interaction.guild_id, banned_words=tuple(current))
+            try:
+                settings = await self.db.guilds.update(interaction.guild_id, banned_words=tuple(current))
+            except ValueError as exc:  # too many or too long: say so, change nothing
+                await _private(interaction, str(exc))
+                return
         listing = ", ".join(f"`{w}`" for w in settings.banned_words) or "none"
         await _private(interaction, f"Blocked words and phrases ({len(settings.banned_words)}): {listing}")
 

@@ -204,3 +204,12 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 3
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def private_reply(inter: Any, timeout: float = 10.0) -> Any:
+    """The interaction's answer once it is final (not "thinking…"), checked to be ephemeral."""
+    response = await inter.wait_response(3)
+    assert response.data and response.data.get("flags", 0) & 64, f"not ephemeral: {response}"
+    message = await inter.wait_original(lambda m: not m.loading, timeout=timeout)
+    assert message.flags & 64, f"not ephemeral: {message.content!r}"
+    return message
