@@ -22,6 +22,20 @@ RATIO_CHOICES = [
 ]
 
 
+def result_link(url: str | None, guild_id: int, channel_id: int) -> str | None:
+    """A working link to a delivered video.
+
+    A message posted through the interaction webhook does not know its server, so discord.py's jump_url says
+    `@me` (a DM link, which opens nothing); a message in the job's own channel belongs to the job's server.
+    """
+    if not url:
+        return None
+    dm_style = f"https://discord.com/channels/@me/{channel_id}/"
+    if url.startswith(dm_style):
+        return f"https://discord.com/channels/{guild_id}/{channel_id}/" + url.removeprefix(dm_style)
+    return url
+
+
 @app_commands.guild_only()
 class SoraCog(commands.GroupCog, group_name="sora", group_description="Make short AI videos with Sora 2"):
     """Members' commands; every answer about credits is private."""
@@ -95,7 +109,8 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
         lines = ["**Your recent videos**"]
         for job in jobs:
             label = _render.STATE_LABELS.get(job.state, job.state)
-            link = f" · [result]({job.delivered_message_url})" if job.delivered_message_url else ""
+            url = result_link(job.delivered_message_url, job.guild_id, job.channel_id)
+            link = f" · [result]({url})" if url else ""
             error = f" · {job.error_message}" if job.state == "failed" and job.error_message else ""
             lines.append(f"{label} · {_render.job_line(job.duration, job.aspect_ratio, job.cost)} · "
                          f"{_render.when(job.created_at)}{link}{error}")
