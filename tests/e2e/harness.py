@@ -213,3 +213,73 @@ async def private_reply(inter: Any, timeout: float = 10.0) -> Any:
     message = await inter.wait_original(lambda m: not m.loading, timeout=timeout)
     assert message.flags & 64, f"not ephemeral: {message.content!r}"
     return message
+
+
+# ---- helpers for crash, fault and abuse tests ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_subprocess(world: World) -> SubprocessBot:
+    """A new `python -m bot run` on the world's database, returned once *it* (not an earlier one) identified."""
+    bot = SubprocessBot(world)
+    bot._identified = world.fake.identify_count
+    await bot.start()
+    return bot
+
+
+def read_db(world: World, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Rows of a read-only query on the world's database file, which another process may be writing."""
+    import sqlite3
+
+    path = world.tmp / "bot.db"
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:  # the schema is not there yet
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
+
+
+async def wait_db(world: World, sql: str, params: tuple[Any, ...] = (), *, until: Callable[[list[Any]], bool] = bool,
+                  timeout: float = 20.0, what: str = "") -> list[Any]:
+    """Poll a query on the world's database every 20 ms until `until(rows)` holds; TimeoutError names `what`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        rows = read_db(world, sql, params)
+        if until(rows):
+            return rows
+        if loop.time() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what or sql}; last rows: {[dict(r) for r in rows][:5]}")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def open_db(world: World) -> AsyncIterator[Database]:
+    """The world's database through the storage layer (to prepare it before a bot starts, or audit it after)."""
+    db = await Database.open(world.tmp / "bot.db")
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def video_posts(world: World, job_id: str) -> list[Any]:
+    """Every message (any channel or DM, deleted ones too) carrying this job's video file."""
+    name = f"sora-{job_id[:8]}.mp4"
+    return [m for messages in world.fake.messages.values() for m in messages
+            if any(a.filename == name for a in m.attachments)]
