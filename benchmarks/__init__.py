@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of PRODUCT.md's performance targets; see README.md "Benchmarks"."""

@@ -1,0 +1,46 @@
+"""`python -m bot run`, plus (when BENCH_LAG_FILE is set) a probe that measures this process's event-loop lag.
+
+The probe sleeps 50 ms at a time and writes `<wall time> <seconds late>` per wake-up: how long any callback
+of the bot would have waited for the loop. Used by bench_many_jobs.py and bench_delivery_memory.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.app import run_bot
+from bot.config import load_settings
+from bot.logs import configure_logging
+
+INTERVAL = 0.05
+
+
+async def probe(path: Path) -> None:
+    with path.open("a", buffering=1) as out:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(INTERVAL)
+            late = time.perf_counter() - start - INTERVAL
+            out.write(f"{time.time():.3f} {max(0.0, late):.5f}\n")
+
+
+async def main() -> int:
+    settings = load_settings(dotenv=None)
+    configure_logging(settings.log_level, settings.log_format)
+    lag_file = os.environ.get("BENCH_LAG_FILE")
+    task = asyncio.create_task(probe(Path(lag_file))) if lag_file else None
+    try:
+        return await run_bot(settings)
+    finally:
+        if task is not None:
+            task.cancel()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
