@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.checks import operator_hint
 from bot.pricing import DURATIONS, dollars
 from bot.upstream.errors import VideoAPIError
 from cogs.admin import _charts, _text
@@ -248,7 +249,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         try:
             balance = await runner.check_now()
         except VideoAPIError as exc:
-            text = f"❌ The video API refused the bot: {exc.user_message} (code `{exc.code}`)."
+            text = f"❌ The video API did not answer the bot as it should: {operator_hint(exc)} (code `{exc.code}`)."
         else:
             text = (f"✅ The video API key works. Operator balance: **{balance} credits** "
                     f"(${dollars(balance or 0):,.2f}).")

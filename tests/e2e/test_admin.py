@@ -301,7 +301,7 @@ async def test_status_reads_the_operators_balance_and_reports_a_refused_key(worl
 
     world.sim.state.inject("invalid_api_key", "credits")
     answer = await admin(world, "status")
-    assert "refused" in answer.content and "invalid_api_key" in answer.content
+    assert "API key was refused" in answer.content and "invalid_api_key" in answer.content
     assert "{" not in answer.content  # no raw JSON
     assert "paused" in answer.content
 
