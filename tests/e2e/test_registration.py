@@ -147,3 +147,20 @@ async def test_sync_cli_registers_globally_and_to_one_guild(world: World) -> Non
     assert command(world, "sora-admin", guild_id=world.guild.id).default_member_permissions == MANAGE_GUILD
     assert world.fake.sync_count == 2
     assert "Traceback" not in err
+
+
+
+async def test_dev_guild_commands_sync_once(world: World) -> None:
+    runner = InProcessBot(world)
+    await runner.start()  # an earlier global registration
+    await runner.stop()
+    assert world.fake.sync_count == 1
+
+    world.extra_env["DEV_GUILD_ID"] = str(world.guild.id)  # now developing against one server
+    for _ in range(2):
+        await runner.start()
+        await runner.stop()
+    names = sorted(c.name for c in world.fake.commands_in(world.guild.id))
+    assert names == ["Animate with Sora", "sora", "sora-admin"]
+    assert world.fake.sync_count == 2  # the guild once, then never again while nothing changes
+    assert command(world, "sora-admin", guild_id=world.guild.id).default_member_permissions == MANAGE_GUILD
