@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,6 +18,8 @@ from bot.upstream.client import VideoAPIClient
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+LOGIN_REFUSED = "sora-bot: Discord refused the token: check DISCORD_TOKEN."
 
 
 @contextlib.asynccontextmanager
@@ -54,7 +57,7 @@ async def run_bot(settings: Settings) -> int:
             try:
                 await runner
             except discord.LoginFailure:
-                print("sora-bot: Discord refused the token: check DISCORD_TOKEN.")
+                print(LOGIN_REFUSED, file=sys.stderr)
                 return 2
     return 0
 
@@ -66,7 +69,11 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> int:
     async with open_services(settings) as services:
         bot = SoraBot(services, sync_on_start=False, start_jobs=False)
         async with bot:
-            await bot.login(settings.discord_token.get_secret_value())  # runs setup_hook: cogs loaded
+            try:
+                await bot.login(settings.discord_token.get_secret_value())  # runs setup_hook: cogs loaded
+            except discord.LoginFailure:
+                print(LOGIN_REFUSED, file=sys.stderr)
+                return 2
             target = guild_id or settings.dev_guild_id
             await bot.sync_commands(target, only_if_changed=False)
             where = f"server {target}" if target else "every server (global commands can take up to an hour to show)"

@@ -11,6 +11,7 @@ from bot.simulator import Simulator, SimulatorState
 from tests.e2e.harness import run_cli
 
 KEY = "sk-test-key-0123456789"
+WRONG_TOKEN = "MTIzNDU2Nzg5.wrong.token-that-discord-does-not-know"
 
 
 @pytest.fixture
@@ -77,15 +78,17 @@ async def test_check_without_an_api_key_is_a_configuration_error(tmp_path: Path)
     assert len(lines) == 1 and "SORA_API_KEY" in lines[0], lines
 
 
-async def test_sync_with_an_unknown_token_exits_with_one_line(tmp_path: Path, sim: Simulator) -> None:
+@pytest.mark.parametrize("verb", ["sync", "run"])
+async def test_an_unknown_token_exits_with_one_line(tmp_path: Path, sim: Simulator, verb: str) -> None:
     from tests.fakes.discord import FakeDiscord
 
     async with FakeDiscord() as fake:
-        env = {**base_env(sim, tmp_path), **fake.env(), "DISCORD_TOKEN": "not-the-bots-token"}
-        code, out, err = await run_cli("sync", env=env, cwd=tmp_path)
-        assert code != 0
+        env = {**base_env(sim, tmp_path), **fake.env(), "DISCORD_TOKEN": WRONG_TOKEN}
+        code, out, err = await run_cli(verb, env=env, cwd=tmp_path)
+        assert code == 2
         lines = [x for x in (out + err).splitlines() if x.startswith("sora-bot")]
         assert len(lines) == 1, out + err
-        assert "not-the-bots-token" not in out + err
+        assert "refused the token" in lines[0]
+        assert WRONG_TOKEN not in out + err
         assert fake.sync_count == 0
     assert_no_traceback(out, err)
