@@ -258,7 +258,8 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
             text += f"\n⚠️ New jobs are paused: {health.refusal}"
         elif health.last_error is not None:
             text += f"\nLast upstream error: `{health.last_error.code}` <t:{int(health.last_error_at or 0)}:R>."
-        text += f"\nJobs in progress across all servers: {runner.active}."
+        here = await self.db.jobs.running_count(interaction.guild_id)  # other servers' activity is theirs
+        text += f"\nJobs running in this server: {here}."
         await _private(interaction, text)
 
     # ---- data deletion -------------------------------------------------------------------------

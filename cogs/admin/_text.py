@@ -58,7 +58,7 @@ def usage_text(u: Any, days: int) -> str:
     ]
     if u.top_members:
         lines.append("**Top members**")
-        lines += [f"{i}. <@{m.user_id}> — {m.credits_charged} credits, {m.jobs} jobs"
+        lines += [f"{i}. <@{m.user_id}> — {m.credits_charged} credits, {m.jobs} job{'' if m.jobs == 1 else 's'}"
                   for i, m in enumerate(u.top_members[:10], 1)]
     return "\n".join(lines)
 

@@ -277,7 +277,7 @@ async def test_usage_with_a_chart(world: World, bot: InProcessBot) -> None:
     assert "last 7 days" in answer.content
     assert "Jobs: 2 (2 delivered)" in answer.content
     assert "Credits charged: **200** ($1.00 upstream)" in answer.content
-    assert f"<@{world.member.id}> — 100 credits, 1 jobs" in answer.content
+    assert f"<@{world.member.id}> — 100 credits, 1 job\n" in answer.content + "\n"
     [chart] = answer.attachments
     assert chart.filename == "usage.png" and chart.data.startswith(PNG_MAGIC)
 
@@ -291,6 +291,8 @@ async def test_jobs_lists_the_running_ones(world: World, bot: InProcessBot) -> N
     assert "1 job(s) in progress" in answer.content
     assert f"`{job.id[:8]}` <@{world.member.id}>" in answer.content
     assert "Rendering" in answer.content and "8 s · 16:9 · 200 credits" in answer.content
+    status = await admin(world, "status")
+    assert "Jobs running in this server: 1." in status.content
 
 
 async def test_status_reads_the_operators_balance_and_reports_a_refused_key(world: World, bot: InProcessBot) -> None:
@@ -298,6 +300,7 @@ async def test_status_reads_the_operators_balance_and_reports_a_refused_key(worl
     answer = await admin(world, "status")
     assert "key works" in answer.content and "123456 credits" in answer.content and "$617.28" in answer.content
     assert world.sim.state.requests_to("/v1/credits", "GET")
+    assert "Jobs running in this server: 0." in answer.content
 
     world.sim.state.inject("invalid_api_key", "credits")
     answer = await admin(world, "status")
