@@ -155,6 +155,26 @@ async def test_refund_a_delivered_job_once(world: World, bot: InProcessBot) -> N
     assert "No job" in answer.content
 
 
+async def test_refund_of_a_running_job_releases_its_hold_and_delivery_charges_nothing(world: World,
+                                                                                       bot: InProcessBot) -> None:
+    g, m = world.guild.id, world.member.id
+    world.sim.state.configure({"processing_seconds": 600})
+    await private_reply(await world.generate(duration=4))
+    job = await bot.wait_job(lambda j: j.state == "running")
+    answer = await admin(world, "refund", job=job.id[:8])
+    assert "Refunded **100 credits**" in answer.content
+    balance = await bot.db.ledger.balance(g, m)
+    assert (balance.available, balance.held) == (200, 0)
+
+    world.sim.state.clock.advance(600)  # the video is ready now
+    [finished] = await bot.wait_finished(1)
+    assert finished.state == "delivered"
+    balance = await bot.db.ledger.balance(g, m)
+    assert (balance.available, balance.held) == (200, 0)  # released by the admin: never charged
+    assert "already refunded" in (await admin(world, "refund", job=job.id)).content
+    assert await bot.db.ledger.verify() == []
+
+
 # ---- config ----------------------------------------------------------------------------------------------------
 
 
