@@ -9,8 +9,9 @@ import sys
 import time
 from collections.abc import Iterable
 
-# Discord interaction tokens and webhook tokens are long URL-safe strings inside webhook/interaction paths.
-_TOKEN_IN_PATH = re.compile(r"(/(?:webhooks/\d+|interactions/\d+)/)[A-Za-z0-9_.\-]{20,}")
+# Discord interaction tokens and webhook tokens are long URL-safe strings inside webhook/interaction paths;
+# so is each job's callback token inside its callback URL.
+_TOKEN_IN_PATH = re.compile(r"(/(?:webhooks/\d+|interactions/\d+|callbacks)/)[A-Za-z0-9_.\-]{20,}")
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{3,}")
 
@@ -92,3 +93,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[
     root.setLevel(level)
     logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite's DEBUG lines print every statement with its parameters: interaction and callback tokens.
+    logging.getLogger("aiosqlite").setLevel(max(logging.getLevelName(level), logging.INFO))
