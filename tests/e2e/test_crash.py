@@ -8,6 +8,8 @@ between posting and recording the delivery) are tolerated but counted, and print
 
 from __future__ import annotations
 
+import asyncio
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +96,13 @@ async def test_kill_while_queued(world: World) -> None:
     await job_in(world, "running")
     await accepted(world, world.member)
     [queued] = await job_in(world, "queued")
+    polled = len(world.sim.state.requests_to("/v1/tasks/", "GET"))
     bot = await kill_and_restart(bot, world)
+    # The new process follows the blocker again (polling its task at once) and keeps our job queued.
+    await world.fake.wait_for(lambda: len(world.sim.state.requests_to("/v1/tasks/", "GET")) > polled, recheck=0.02,
+                              timeout=10, what="the restarted bot polled the blocker")
+    assert len(world.sim.state.requests_to("/v1/videos/generations", "POST")) == 1
+    assert read_db(world, "SELECT state FROM jobs WHERE id = ?", (queued["id"],))[0]["state"] == "queued"
     world.sim.state.configure({"processing_seconds": 0.3})
     world.sim.state.clock.advance(1000)  # the blocker's task finishes
     outcome = await settle_and_audit(world, bot, members, 2)
@@ -203,3 +211,27 @@ async def test_kills_under_settlement_heavy_load(world: World) -> None:
     outcome = await settle_and_audit(world, bot, members, 8)
     assert outcome.failed >= 2 and outcome.delivered + outcome.failed == 8
     print(f"CRASH-FIGURES load: kills={kills} {outcome}")
+
+
+async def test_kills_at_random_moments(world: World) -> None:
+    """Five rounds of: two members ask, the bot is SIGKILLed 0–400 ms later (anywhere from accepting the
+    command to settling), restarted. Whatever was accepted ends settled once; nothing else was held."""
+    rng = random.Random(20261123)
+    members = [world.member, world.other]
+    await prepare(world, members, max_jobs_per_guild=10)
+    world.sim.state.configure({"processing_seconds": 0.15, "pending_seconds": 0.02})
+    bot = await start_subprocess(world)
+    kills = 0
+    for _ in range(5):
+        for member in members:
+            inter = await world.generate(user=member, duration=4)
+            await inter.wait_response(3)
+        await asyncio.sleep(rng.uniform(0, 0.4))  # the point of the test: a kill at an arbitrary moment
+        bot = await kill_and_restart(bot, world)
+        kills += 1
+    jobs = len(read_db(world, "SELECT id FROM jobs"))
+    assert jobs >= 1
+    outcome = await settle_and_audit(world, bot, members, jobs)
+    holds = read_db(world, "SELECT COUNT(*) AS n FROM ledger WHERE kind = 'hold'")[0]["n"]
+    assert holds == jobs
+    print(f"CRASH-FIGURES random: kills={kills} {outcome}")
