@@ -103,14 +103,14 @@ class DiscordNotifier:
         if webhook is not None:
             try:
                 message = await webhook.send(wait=True, **kwargs())  # type: ignore[arg-type]
-                return Delivery(message.jump_url, "interaction")
+                return Delivery(self._link(job, message), "interaction")
             except discord.HTTPException as exc:
                 self._raise_if_too_large(exc)
                 log.info("followup delivery failed", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
             message = await channel.send(**kwargs())  # type: ignore[arg-type]
-            return Delivery(message.jump_url, "channel")
+            return Delivery(self._link(job, message), "channel")
         except discord.HTTPException as exc:
             self._raise_if_too_large(exc)
             log.info("channel delivery failed", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
@@ -122,6 +122,11 @@ class DiscordNotifier:
             self._raise_if_too_large(exc)
             log.warning("DM delivery failed", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
         raise Undeliverable(job.id)
+
+    @staticmethod
+    def _link(job: Job, message: discord.Message) -> str:
+        """A jump link that opens in the server (a webhook message's own jump_url points at @me)."""
+        return f"https://discord.com/channels/{job.guild_id}/{message.channel.id}/{message.id}"
 
     @staticmethod
     def _raise_if_too_large(exc: discord.HTTPException) -> None:
