@@ -3,7 +3,8 @@
 The real bot runs as a child process against the local Discord and the simulator (both in this process, on
 127.0.0.1). N members each send `/sora generate` at the same moment; the local Discord times each
 interaction from dispatch (the gateway frame is written) to the bot's initial callback (the defer).
-Jobs stay in flight (simulated tasks take an hour), so delivery traffic does not overlap the measurement.
+"dispatching took" is how long the local Discord (in this process, sharing 1 event loop) needed to send
+all N; it is included in the latencies. Jobs stay in flight (simulated tasks take an hour), so delivery traffic does not overlap the measurement.
 
     python benchmarks/bench_initial_response.py [--quick]
 """
@@ -38,6 +39,7 @@ async def run(quick: bool) -> dict:
                     users = common.add_members(w.fake, w.guild.id, n, prefix=f"r{n}-")
                     started = time.perf_counter()
                     records = await common.dispatch_generates(w.fake, w.guild.id, w.channel.id, users)
+                    dispatch_ms = round((time.perf_counter() - started) * 1000, 1)  # the local Discord's own work
                     latencies, missing = await common.response_latencies(records)
                     dist = common.distribution(latencies, 1000)
                     rejected = sum(bool(r.rejected_callbacks) for r in records)
@@ -46,6 +48,7 @@ async def run(quick: bool) -> dict:
                         r.original_message is not None and not r.original_message.loading for r in rs),
                         timeout=120, what="every interaction answered")
                     results["rounds"].append({"at_once": n, **dist, "no_response": missing, "rejected": rejected,
+                                              "dispatch_ms": dispatch_ms,
                                               "all_answered_s": round(time.perf_counter() - started, 2)})
             finally:
                 await bot.stop()
@@ -60,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     common.quiet_logs()
     results = asyncio.run(run(args.quick))
     print(common.table("Initial response to /sora generate (dispatch -> initial callback, ms)",
-                       ["at once", "p50", "p95", "p99", "max", "no response", "all answered (s)"],
-                       [[r["at_once"], r["p50"], r["p95"], r["p99"], r["max"], r["no_response"], r["all_answered_s"]]
+                       ["at once", "p50", "p95", "p99", "max", "no response", "dispatching took", "all answered (s)"],
+                       [[r["at_once"], r["p50"], r["p95"], r["p99"], r["max"], r["no_response"], r["dispatch_ms"],
+                         r["all_answered_s"]]
                         for r in results["rounds"]]))
     print(f"target: p99 < {TARGET_MS:.0f} ms with {results['rounds'][0]['at_once']} at once -> "
           f"{'met' if results['target_met'] else 'MISSED'}")

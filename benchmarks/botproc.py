@@ -42,5 +42,16 @@ async def main() -> int:
             task.cancel()
 
 
+def profiled() -> int:
+    """With BENCH_PROFILE=FILE, run under cProfile and write its stats there on exit (pstats format)."""
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(asyncio.run, main())
+    finally:
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(profiled() if os.environ.get("BENCH_PROFILE") else asyncio.run(main()))
