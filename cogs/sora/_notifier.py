@@ -138,7 +138,10 @@ class DiscordNotifier:
         if not job.interaction_usable(time.time(), TOKEN_MARGIN) or not job.interaction_application_id:
             return None
         assert job.interaction_token is not None
-        return discord.Webhook.partial(job.interaction_application_id, job.interaction_token, client=self.bot)
+        # An application webhook (type 3), as discord.py builds `Interaction.followup`: a plain partial webhook
+        # refuses ephemeral messages, which silenced every private failure notice.
+        data = {"id": job.interaction_application_id, "type": 3, "token": job.interaction_token}
+        return discord.Webhook.from_state(data=data, state=self.bot._connection)  # type: ignore[arg-type]
 
     async def announce_failure(self, job: Job, message: str) -> None:
         webhook = self._webhook(job)
