@@ -49,6 +49,19 @@ ABANDONED = "The video provider didn't finish this job in time."
 INTERNAL = "Something went wrong on our side."
 
 
+class _CountingReads:
+    """The API client's task reads, counting the ones that succeeded (to tell a passing blip from an outage)."""
+
+    def __init__(self, api: VideoAPIClient) -> None:
+        self.api = api
+        self.reads = 0
+
+    async def get_task(self, task_id: str) -> Task:
+        task = await self.api.get_task(task_id)
+        self.reads += 1
+        return task
+
+
 class JobFailed(Exception):
     """End a job as failed (its hold released) with this code and friendly sentence."""
 
@@ -68,11 +81,13 @@ class RunnerSettings:
     max_video_bytes: int = 512 * 1024 * 1024
     download_timeout: float = 600.0
     submit_retries: int = 5  # 5xx and network failures at create, beyond the client's own retries
+    poll_retries: int = 12  # status reads failing in a row (after the client's own retries) before refunding
     busy_patience: float = 1800.0  # how long a job waits out the upstream's rate limit before refunding
     abandon_after: float = 12 * 3600.0  # a task still unfinished this long after submit is given up
     health_interval: float = 60.0
     retry_base: float = 2.0
     retry_cap: float = 120.0
+    queue_refresh: float = 10.0  # how often a queued job looks up its place again
 
 
 class JobRunner:
@@ -93,11 +108,10 @@ class JobRunner:
         self.schedule = schedule or PollSchedule()
         self.clock, self.sleep = clock, sleep
         self.health = UpstreamHealth(clock=clock)
-        self.slots = SlotPool(settings.max_running, on_change=self._queue_changed)
+        self.slots = SlotPool(settings.max_running)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._throttles: dict[str, StatusThrottle] = {}
-        self._queue_moved = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         self._started_at = clock()
@@ -183,6 +197,7 @@ class JobRunner:
             self._throttles.pop(job_id, None)
 
     async def _wait_for_slot(self, job: Job) -> None:
+        """Queue for a slot, refreshing the job's place in the queue now and then (not on every move)."""
         settings = await self.db.guilds.get(job.guild_id)
         acquire = asyncio.ensure_future(self.slots.acquire(job.id, job.guild_id, settings.max_jobs_per_guild))
         try:
@@ -190,17 +205,11 @@ class JobRunner:
                 position = self.slots.position(job.id)
                 if position is not None:
                     await self._status(job, "queued", queue_position=position)
-                moved = asyncio.ensure_future(self._queue_moved.wait())
-                await asyncio.wait({acquire, moved}, return_when=asyncio.FIRST_COMPLETED)
-                moved.cancel()
+                await asyncio.wait({acquire}, timeout=self.settings.queue_refresh)
             await acquire
         finally:
             if not acquire.done():
                 acquire.cancel()
-
-    def _queue_changed(self) -> None:
-        self._queue_moved.set()
-        self._queue_moved = asyncio.Event()
 
     async def _submit(self, job: Job) -> Job:
         job = await self.db.jobs.mark_submitting(job.id)
@@ -242,10 +251,12 @@ class JobRunner:
         async def on_update(task: Task) -> None:
             await self._status(job, "running", progress=task.progress)
 
+        source = _CountingReads(self.api)
+        failures, reads_seen = 0, 0
         while True:
             try:
                 task = await wait_for_task(
-                    self.api, job.task_id, schedule=self.schedule, sleep=self.sleep, on_update=on_update, wake=wake,
+                    source, job.task_id, schedule=self.schedule, sleep=self.sleep, on_update=on_update, wake=wake,
                     poll_first=resumed,  # a task followed before a restart may long be done
                 )
                 resumed = False
@@ -258,8 +269,15 @@ class JobRunner:
                     raise JobFailed(exc.code, exc.user_message) from exc
                 if self.clock() - job.created_at > self.settings.abandon_after:
                     raise JobFailed("abandoned", ABANDONED) from exc
-                log.warning("status check failed; will keep following", extra={"job": job.id, "code": exc.code})
-                await self.sleep(exc.retry_after or self.settings.retry_cap)
+                # A read that worked since the last failure means the trouble passed; only a run of failures
+                # counts. A refused key or a 5xx that lasts is refunded instead of holding credits for hours.
+                failures = 1 if source.reads > reads_seen else failures + 1
+                reads_seen = source.reads
+                if failures > self.settings.poll_retries:
+                    raise JobFailed(exc.code, exc.user_message) from exc
+                log.warning("status check failed; will keep following",
+                            extra={"job": job.id, "code": exc.code, "attempt": failures})
+                await self.sleep(exc.retry_after or self._backoff(failures))
         if task.status != "completed":
             code = task.error_code or "task_failed"
             raise JobFailed(code, FAILED_TASK)
