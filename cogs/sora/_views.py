@@ -53,14 +53,15 @@ class AnimateModal(discord.ui.Modal, title="Animate with Sora"):
     """Ask for the prompt, duration and shape of a video made from a message's image."""
 
     prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label="Prompt", style=discord.TextStyle.paragraph, min_length=1, max_length=4000,
+        label="Prompt", style=discord.TextStyle.paragraph, min_length=1, max_length=4000, custom_id="prompt",
         placeholder="What should happen in the video?",
     )
     duration: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label="Duration in seconds (4, 8 or 12)", min_length=1, max_length=2, required=False,
+        label="Duration in seconds (4, 8 or 12)", min_length=1, max_length=2, required=False, custom_id="duration",
     )
     aspect_ratio: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
         label="Aspect ratio (16:9 or 9:16)", min_length=4, max_length=4, required=False, default="16:9",
+        custom_id="aspect_ratio",
     )
 
     def __init__(self, flow: GenerationFlow, image: ImageSource, default_duration: int) -> None:
