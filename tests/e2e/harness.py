@@ -283,3 +283,65 @@ def video_posts(world: World, job_id: str) -> list[Any]:
     name = f"sora-{job_id[:8]}.mp4"
     return [m for messages in world.fake.messages.values() for m in messages
             if any(a.filename == name for a in m.attachments)]
+
+
+# ---- helpers for generation-flow tests (errors, images, delivery, queue) ---------------------------------------
+
+RAW_TEXT = __import__("re").compile(r"[{}]|Traceback|\"error\"|_error\b|invalid_request|insufficient_credits|"
+                                    r"rate_limit|spend_limit|HTTP \d{3}|Exception")
+
+
+def assert_friendly(text: str | None) -> None:
+    """A sentence for people: no raw JSON, error codes or traceback."""
+    assert text, "no message"
+    assert not RAW_TEXT.search(text), f"not friendly: {text!r}"
+
+
+def speed_up_upstream(bot: InProcessBot, *, poll_retries: int = 3, timeout: float = 1.0) -> None:
+    """Shrink the API client's own retry sleeps and time bounds (SORA_TIME_SCALE does not reach them),
+    and the runner's patience with failing status reads, so fault tests take seconds."""
+    import dataclasses
+
+    from bot.upstream.client import Timeouts
+    from bot.upstream.retry import RetryPolicy
+
+    assert bot.bot is not None and bot.bot.runner is not None
+    bot.bot.api.retry = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=60.0)
+    bot.bot.api.timeouts = Timeouts(connect=timeout, create=timeout, poll=timeout, credits=timeout, download_read=5.0)
+    runner = bot.bot.runner
+    runner.settings = dataclasses.replace(runner.settings, poll_retries=poll_retries)
+
+
+async def ledger_kinds(bot: InProcessBot, job_id: str) -> list[str]:
+    rows = await bot.db.fetchall("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+    return [r["kind"] for r in rows]
+
+
+async def assert_settled(bot: InProcessBot, world: World, job: Job, user: Any = None, *, start: int = 200) -> None:
+    """Delivered jobs charged once, failed ones released once; the balance says the same; the ledger verifies."""
+    user = user or world.member
+    job = await bot.db.jobs.get(job.id) or job
+    balance = await bot.db.ledger.balance(world.guild.id, user.id)
+    if job.state == "delivered":
+        assert await ledger_kinds(bot, job.id) == ["hold", "charge"]
+        assert (balance.available, balance.held) == (start - job.cost, 0)
+    else:
+        assert job.state == "failed", job.state
+        assert await ledger_kinds(bot, job.id) == ["hold", "release"]
+        assert (balance.available, balance.held) == (start, 0)
+    assert await bot.db.ledger.verify() == []
+
+
+async def accepted(inter: Any, timeout: float = 10.0) -> Any:
+    """The requester's private "Got it" answer (asserted)."""
+    response = await inter.wait_response(3)
+    assert response.type == 5 and response.data["flags"] & 64
+    answer = await inter.wait_original(lambda m: not m.loading, timeout=timeout)
+    assert "held" in answer.content, answer.content
+    return answer
+
+
+def status_message(world: World, job: Job) -> Any:
+    """The job's public status message (from the fake's records, with its edit history)."""
+    assert job.status_message_id is not None
+    return world.fake.message(job.status_message_id)

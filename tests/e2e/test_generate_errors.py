@@ -1,0 +1,200 @@
+"""Every upstream error of PRODUCT.md's table, at create time and at poll time, through the real bot: the job is
+refunded once (or retried and charged once), and the requester reads a plain sentence, never JSON or a code."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from storage.models import Job
+from tests.e2e.harness import (
+    InProcessBot,
+    World,
+    accepted,
+    assert_friendly,
+    assert_settled,
+    private_reply,
+    speed_up_upstream,
+    status_message,
+)
+
+CREATES = "/v1/videos/generations"
+
+
+async def failure_notice(world: World, inter: Any, timeout: float = 20.0) -> str:
+    """The private "couldn't be made" followup the requester gets when a job fails."""
+    def notice() -> Any:
+        return next((m for m in inter.followups if "couldn't be made" in m.content), None)
+
+    message = await world.fake.wait_for(notice, timeout=timeout, what="failure followup")
+    assert message.ephemeral
+    return str(message.content)
+
+
+async def run(world: World, bot: InProcessBot, **options: Any) -> tuple[Any, Job]:
+    inter = await world.generate(**options)
+    await accepted(inter)
+    [job] = await bot.wait_finished(1)
+    return inter, job
+
+
+async def assert_refunded(world: World, bot: InProcessBot, inter: Any, job: Job, *phrases: str) -> None:
+    assert job.state == "failed", job.state
+    notice = await failure_notice(world, inter)
+    assert_friendly(notice)
+    assert "refunded" in notice
+    for phrase in phrases:
+        assert phrase in notice.lower(), notice
+    status = status_message(world, job)
+    assert_friendly(status.content)
+    assert "Failed" in status.content and "refunded" in status.content
+    await assert_settled(bot, world, job)
+
+
+# ---- create time --------------------------------------------------------------------------------------------------
+
+REFUSED_AT_CREATE = [
+    ("invalid_request", "rejected the request"),
+    ("invalid_api_key", "misconfigured"),
+    ("ip_not_allowed", "misconfigured"),
+    ("model_not_found", "misconfigured"),
+    ("spend_limit_exceeded", "spending limit"),
+    ("upstream_error", "prohibited content"),
+    ("malformed", "try again"),
+]
+
+
+@pytest.mark.parametrize(("kind", "phrase"), REFUSED_AT_CREATE)
+async def test_refused_at_create_is_refunded_with_a_plain_reason(world: World, bot: InProcessBot, kind: str,
+                                                                 phrase: str) -> None:
+    speed_up_upstream(bot)
+    world.sim.state.inject(kind, "create")
+    inter, job = await run(world, bot)
+    await assert_refunded(world, bot, inter, job, phrase)
+    assert len(world.sim.state.requests_to(CREATES, "POST")) == 1  # never resubmitted blindly
+    if kind in ("invalid_api_key", "ip_not_allowed", "model_not_found"):
+        runner = bot.bot.runner  # type: ignore[union-attr]
+        assert runner.health.last_error is not None and runner.health.last_error.code == kind  # for the operator
+        # the periodic re-check finds the key working again and intake resumes
+        await world.fake.wait_for(lambda: runner.health.accepting, recheck=0.05, timeout=10, what="intake resumed")
+
+
+@pytest.mark.parametrize("kind", ["internal_error", "drop"])
+async def test_persistent_5xx_or_network_failure_at_create_is_retried_then_refunded(world: World, bot: InProcessBot,
+                                                                                   kind: str) -> None:
+    speed_up_upstream(bot)
+    world.sim.state.inject(kind, "create", count=1000)
+    inter, job = await run(world, bot)
+    await assert_refunded(world, bot, inter, job, "try again")
+    attempts = len(world.sim.state.requests_to(CREATES, "POST"))
+    assert 2 <= attempts <= 30, attempts  # retried, a bounded number of times
+
+
+@pytest.mark.parametrize("kind", ["internal_error", "drop", "hang"])
+async def test_transient_failure_at_create_is_retried_and_charged_once(world: World, bot: InProcessBot,
+                                                                       kind: str) -> None:
+    speed_up_upstream(bot, timeout=0.5)
+    world.sim.state.inject(kind, "create", count=2)
+    inter, job = await run(world, bot)
+    assert job.state == "delivered", job.error_message
+    assert "Done" in status_message(world, job).content
+    await assert_settled(bot, world, job)
+    assert not [m for m in inter.followups if "couldn't be made" in m.content]
+
+
+async def test_rate_limit_at_create_waits_its_turn_and_is_charged_once(world: World, bot: InProcessBot) -> None:
+    speed_up_upstream(bot)
+    world.sim.state.inject("rate_limit_exceeded", "create", count=10, retry_after=0.05)
+    _, job = await run(world, bot)
+    assert job.state == "delivered", job.error_message
+    status = status_message(world, job)
+    waited = [old for old in status.history if "busy" in old["content"]]
+    assert waited, [old["content"] for old in status.history]
+    assert_friendly(waited[0]["content"])
+    assert "Done" in status.content
+    assert len(world.sim.state.requests_to(CREATES, "POST")) == 11
+    assert len(world.sim.state.tasks) == 1
+    await assert_settled(bot, world, job)
+
+
+async def test_out_of_credits_refunds_pauses_intake_and_resumes_after_top_up(world: World, bot: InProcessBot) -> None:
+    speed_up_upstream(bot)
+    await bot.db.guilds.update(world.guild.id, cooldown_seconds=0)
+    world.sim.state.configure({"balance": 50})  # the operator's upstream balance is too low: a real 402
+    inter, job = await run(world, bot)
+    await assert_refunded(world, bot, inter, job, "out of credits")
+
+    runner = bot.bot.runner  # type: ignore[union-attr]
+    for _ in range(2):  # still too low at the periodic re-check: new jobs are refused, nothing held or sent
+        refusal = await private_reply(await world.generate(user=world.other))
+        assert "out of credits" in refusal.content
+        assert_friendly(refusal.content)
+        await asyncio.sleep(0.7)  # longer than the scaled health interval, so a re-check ran in between
+    assert len(world.sim.state.requests_to(CREATES, "POST")) == 1
+    assert (await bot.db.ledger.balance(world.guild.id, world.other.id)).available == 200
+    assert world.sim.state.requests_to("/v1/credits", "GET")  # re-checked periodically
+
+    world.sim.state.configure({"balance": 100_000})  # the operator topped up
+    await world.fake.wait_for(lambda: runner.health.accepting, recheck=0.05, timeout=10, what="intake resumed")
+    again = await world.generate(user=world.other)
+    await accepted(again)
+    [_, second] = await bot.wait_finished(2)
+    assert second.state == "delivered", second.error_message
+    await assert_settled(bot, world, second, world.other)
+    await assert_settled(bot, world, job)
+
+
+# ---- poll time ----------------------------------------------------------------------------------------------------
+
+REFUSED_AT_POLL = [
+    ("invalid_request", "rejected the request"),
+    ("spend_limit_exceeded", "spending limit"),
+    ("upstream_error", "prohibited content"),
+    ("task_not_found", "lost track"),
+]
+
+
+@pytest.mark.parametrize(("kind", "phrase"), REFUSED_AT_POLL)
+async def test_refused_at_poll_is_refunded(world: World, bot: InProcessBot, kind: str, phrase: str) -> None:
+    speed_up_upstream(bot)
+    world.sim.state.inject(kind, "poll")
+    inter, job = await run(world, bot)
+    await assert_refunded(world, bot, inter, job, phrase)
+
+
+async def test_task_failed_mentions_prohibited_content_and_refunds(world: World, bot: InProcessBot) -> None:
+    world.sim.state.configure({"fail_next": 1})
+    inter, job = await run(world, bot)
+    await assert_refunded(world, bot, inter, job, "prohibited content")
+    assert job.error_code == "upstream_error"
+
+
+@pytest.mark.parametrize("kind", ["invalid_api_key", "ip_not_allowed", "model_not_found", "internal_error", "drop"])
+async def test_lasting_failure_at_poll_is_refunded_after_bounded_retries(world: World, bot: InProcessBot,
+                                                                         kind: str) -> None:
+    speed_up_upstream(bot, poll_retries=2)
+    world.sim.state.configure({"processing_seconds": 1000})
+    world.sim.state.inject(kind, "poll", count=10_000)
+    inter, job = await run(world, bot)
+    phrase = "misconfigured" if kind in ("invalid_api_key", "ip_not_allowed", "model_not_found") else "try again"
+    await assert_refunded(world, bot, inter, job, phrase)
+
+
+@pytest.mark.parametrize("kind", ["invalid_api_key", "ip_not_allowed", "model_not_found", "internal_error",
+                                  "rate_limit_exceeded", "malformed", "unknown_status", "hang", "drop"])
+async def test_passing_trouble_at_poll_still_delivers_and_charges_once(world: World, bot: InProcessBot,
+                                                                       kind: str) -> None:
+    """The task exists and the operator paid for it: a blip while following must not throw the video away."""
+    speed_up_upstream(bot, timeout=0.5)
+    world.sim.state.inject(kind, "poll", count=2, retry_after=0.05 if kind == "rate_limit_exceeded" else None)
+    inter, job = await run(world, bot)
+    assert job.state == "delivered", (job.error_code, job.error_message)
+    status = status_message(world, job)
+    assert "Done" in status.content
+    for old in status.history:
+        assert_friendly(old["content"])
+    assert not [m for m in inter.followups if "couldn't be made" in m.content]
+    assert len(world.sim.state.tasks) == 1
+    await assert_settled(bot, world, job)
