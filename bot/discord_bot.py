@@ -149,6 +149,7 @@ class SoraBot(commands.Bot):
                 retry_cap=120.0 * s.time_scale,
                 health_interval=60.0 * s.time_scale,
                 busy_patience=1800.0 * s.time_scale,
+                queue_refresh=10.0 * s.time_scale,
             ),
             schedule=PollSchedule(steps=tuple(x * s.time_scale for x in DEFAULT_STEPS), cap=120.0 * s.time_scale),
         )

@@ -52,3 +52,23 @@ async def test_cancelled_waiter_leaves_queue() -> None:
     assert pool.position("b") is None
     pool.release("a")
     assert pool.running == 0
+
+
+async def test_thousands_waiting_stay_in_order() -> None:
+    pool = SlotPool(limit=3)
+    for job in ("r1", "r2", "r3"):
+        await pool.acquire(job, 1, 3)
+    waiters = [asyncio.create_task(pool.acquire(f"w{i}", 1 + i % 3, 3)) for i in range(2000)]
+    await asyncio.sleep(0)
+    assert pool.waiting == 2000
+    assert pool.position("w0") == 1
+    assert pool.position("w1999") == 2000
+    for job in ("r1", "r2", "r3"):
+        pool.release(job)
+    await asyncio.wait_for(asyncio.gather(*waiters[:3]), 1)
+    assert pool.position("w3") == 1
+    assert [pool.holds(f"w{i}") for i in range(4)] == [True, True, True, False]
+    for task in waiters[3:]:
+        task.cancel()
+    await asyncio.gather(*waiters[3:], return_exceptions=True)
+    assert pool.waiting == 0
