@@ -122,6 +122,9 @@ class JobRunner:
     async def start(self) -> int:
         """Resume every unfinished job (oldest first) and start the health re-check loop."""
         jobs = await self.db.jobs.unfinished()
+        for job in jobs:  # jobs that were past the queue keep their slots before any queued job asks for one
+            if job.state != "queued":
+                self.slots.occupy(job.id, job.guild_id)
         for job in jobs:
             self.launch(job)
         self._spawn(self._health_loop(), "health")
