@@ -162,9 +162,9 @@ class JobRunner:
 
     def poke(self, job_id: str) -> bool:
         """A callback arrived for this job: re-read its task now instead of at the next poll."""
-        event = self._wake.get(job_id)
-        if event is None:
+        if job_id not in self._tasks:
             return False
+        event = self._wake.setdefault(job_id, asyncio.Event())  # an early callback (still submitting) counts too
         event.set()
         return True
 
