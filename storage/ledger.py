@@ -261,6 +261,11 @@ class Ledger:
         )
         return [entry_from_row(row) for row in rows]
 
+    async def for_job(self, job_id: str) -> dict[str, LedgerEntry]:
+        """A job's entries by kind (hold, charge, release, refund): how it was actually settled."""
+        rows = await self._db.fetchall("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+        return {row["kind"]: entry_from_row(row) for row in rows}
+
     async def verify(self) -> list[str]:
         """Recompute every balance and job settlement from the ledger; the list of problems (empty = sound)."""
         from storage.verify import verify

@@ -333,7 +333,10 @@ class JobRunner:
         if await self.db.jobs.finish_delivered(job.id, delivery.url):
             log.info("delivered and charged", extra={"job": job.id, "how": delivery.how, "credits": job.cost})
             job = await self.db.jobs.get(job.id) or job
-            await self._status(job, "delivered", final=True, note=f"Done. {job.cost} credits charged.")
+            entries = await self.db.ledger.for_job(job.id)
+            note = (f"Done. {job.cost} credits charged." if "charge" in entries
+                    else "Done. No credits were charged (an admin gave them back).")
+            await self._status(job, "delivered", final=True, note=note)
 
     async def _download(self, job: Job, path: Path) -> int:
         """Fetch the result; network trouble is retried while the link is still valid."""
