@@ -1,0 +1,136 @@
+"""Animate with Sora (context menu → modal → the same flow with the message's image) and the Re-roll button
+(another member, a priced confirmation, charged to the presser, and still working after a restart)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.e2e.harness import (
+    InProcessBot,
+    World,
+    accepted,
+    assert_friendly,
+    assert_settled,
+    png,
+    private_reply,
+    video_posts,
+)
+
+CREATES = "/v1/videos/generations"
+
+
+def button(message: Any, label: str) -> str:
+    """The custom_id of the button with this label on a message."""
+    for row in message.components:
+        for comp in row.get("components", []):
+            if comp.get("label") == label:
+                return str(comp["custom_id"])
+    raise AssertionError(f"no {label!r} button in {message.components}")
+
+
+# ---- Animate with Sora --------------------------------------------------------------------------------------------
+
+async def test_animate_a_message_image_runs_the_generate_flow_with_it(world: World, bot: InProcessBot) -> None:
+    target = world.fake.post_user_message(world.channel.id, world.other.id, "look at my cat",
+                                          attachments=[("cat.png", png(800, 600), "image/png")])
+    inter = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id, "Animate with Sora",
+                                          target)
+    assert (await inter.wait_response(3)).type == 9
+    assert inter.modal is not None
+    submit = await world.fake.submit_modal(inter, {"prompt": "the cat starts to dance", "duration": "8",
+                                                   "aspect_ratio": "9:16"})
+    answer = await accepted(submit)
+    assert "200 credits" in answer.content
+    [job] = await bot.wait_finished(1)
+    assert job.state == "delivered", job.error_message
+    [resolved] = inter.payload["data"]["resolved"]["messages"].values()
+    url = resolved["attachments"][0]["url"]
+    [create] = world.sim.state.requests_to(CREATES, "POST")
+    assert create.json["input"] == {"prompt": "the cat starts to dance", "duration": 8, "aspect_ratio": "9:16",
+                                    "image_urls": [url]}
+    assert len(video_posts(world, job.id)) == 1
+    await assert_settled(bot, world, job)  # 200 - 200 = 0 left
+
+
+async def test_animate_a_message_without_an_image_is_refused_privately(world: World, bot: InProcessBot) -> None:
+    target = world.fake.post_user_message(world.channel.id, world.other.id, "just words")
+    inter = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id, "Animate with Sora",
+                                          target)
+    answer = await private_reply(inter)
+    assert "no image" in answer.content
+    assert inter.modal is None
+    assert not world.sim.state.requests_to(CREATES) and await bot.db.fetchall("SELECT id FROM jobs") == []
+
+
+async def test_animate_with_a_bad_duration_or_ratio_charges_nothing(world: World, bot: InProcessBot) -> None:
+    target = world.fake.post_user_message(world.channel.id, world.member.id, "",
+                                          attachments=[("cat.jpg", png(640, 480, "JPEG"), "image/jpeg")])
+    for values, phrase in (({"prompt": "fly", "duration": "7"}, "4, 8 or 12"),
+                           ({"prompt": "fly", "duration": "x9"}, "4, 8 or 12"),
+                           ({"prompt": "fly", "aspect_ratio": "4:3 "}, "16:9 or 9:16")):
+        inter = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id,
+                                              "Animate with Sora", target)
+        await inter.wait_response(3)
+        answer = await private_reply(await world.fake.submit_modal(inter, values))
+        assert phrase in answer.content and "Nothing was charged" in answer.content
+        assert_friendly(answer.content)
+    assert not world.sim.state.requests_to(CREATES) and await bot.db.fetchall("SELECT id FROM jobs") == []
+    balance = await bot.db.ledger.balance(world.guild.id, world.member.id)
+    assert (balance.available, balance.held) == (200, 0)
+    assert await bot.db.ledger.verify() == []
+
+
+# ---- Re-roll ------------------------------------------------------------------------------------------------------
+
+async def reroll_as(world: World, message: Any, job_id: str, user: Any) -> Any:
+    """Press Re-roll as `user`, check the priced private confirmation, confirm; return the confirming interaction."""
+    press = await world.fake.press_button(message, f"sora:reroll:{job_id}", user.id)
+    confirm = await private_reply(press)
+    assert "100 credits" in confirm.content and "You have 200" in confirm.content, confirm.content
+    yes = await world.fake.press_button(confirm, button(confirm, "Yes, make it"), user.id)
+    await accepted(yes)
+    return yes
+
+
+async def test_reroll_by_another_member_is_confirmed_and_charged_to_them(world: World, bot: InProcessBot) -> None:
+    await accepted(await world.generate(prompt="a paper boat in the rain"))
+    [first] = await bot.wait_finished(1)
+    [delivered] = video_posts(world, first.id)
+
+    # Cancel first: nothing happens
+    press = await world.fake.press_button(delivered, f"sora:reroll:{first.id}", world.other.id)
+    confirm = await private_reply(press)
+    cancel = await world.fake.press_button(confirm, button(confirm, "Cancel"), world.other.id)
+    await cancel.wait_response(3)
+    await world.fake.wait_for(lambda: "Cancelled" in (world.fake.message(confirm.id).content or ""), timeout=5)
+    assert len(await bot.db.fetchall("SELECT id FROM jobs")) == 1
+
+    await reroll_as(world, delivered, first.id, world.other)
+    [_, second] = await bot.wait_finished(2)
+    assert second.state == "delivered", second.error_message
+    assert (second.user_id, second.prompt, second.duration) == (world.other.id, first.prompt, first.duration)
+    await assert_settled(bot, world, first, world.member)
+    await assert_settled(bot, world, second, world.other)
+    assert len(world.sim.state.requests_to(CREATES, "POST")) == 2
+
+
+async def test_reroll_button_works_after_a_restart(world: World) -> None:
+    first_bot = InProcessBot(world)
+    await first_bot.start()
+    try:
+        await accepted(await world.generate())
+        [first] = await first_bot.wait_finished(1)
+        [delivered] = video_posts(world, first.id)
+    finally:
+        await first_bot.stop()
+
+    second_bot = InProcessBot(world)
+    await second_bot.start()
+    try:
+        await reroll_as(world, delivered, first.id, world.other)
+        [_, again] = await second_bot.wait_finished(2)
+        assert again.state == "delivered" and again.user_id == world.other.id
+        await assert_settled(second_bot, world, first, world.member)
+        await assert_settled(second_bot, world, again, world.other)
+    finally:
+        await second_bot.stop()
