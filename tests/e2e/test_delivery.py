@@ -1,0 +1,194 @@
+"""Delivery: the interaction token dying mid-job (the bot then posts as itself and never calls the dead webhook),
+a forbidden or deleted channel (followup, DM, or refund), videos over the upload limit (re-encoded to fit, else a
+link with its expiry), Discord's 413, the status message's life, and mentions that ping only the requester."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import pytest
+
+from bot.jobs import runner as runner_module
+from bot.jobs.throttle import StatusThrottle
+from storage.models import Job
+from tests.e2e.harness import (
+    InProcessBot,
+    World,
+    accepted,
+    assert_friendly,
+    assert_settled,
+    status_message,
+    video_posts,
+)
+
+CHANNEL_POST = "/channels/{channel_id}/messages"
+WEBHOOK_POST = "/webhooks/{application_id}/{token}"
+LIVE_MENTION = re.compile(r"@everyone|@here|<@[!&]?\d+>")
+
+
+async def long_job(world: World, bot: InProcessBot, inter: Any) -> Job:
+    """A job whose render waits until the test calls `finish`."""
+    await accepted(inter)
+    return await bot.wait_job(lambda j: j.state == "running")
+
+
+async def finish(world: World, bot: InProcessBot) -> Job:
+    world.sim.state.clock.advance(1000)
+    [job] = await bot.wait_finished(1)
+    return job
+
+
+def uploads(world: World) -> list[str]:
+    """Route templates of the bot's successful file uploads."""
+    return [r.route for r in world.fake.requests if r.method == "POST" and r.files and r.status < 300]
+
+
+async def old_token_generate(world: World, seconds_left: float = 20.0) -> Any:
+    """/sora generate whose interaction was issued almost 15 minutes ago (its token dies during the job)."""
+    issued = world.fake.clock.now() - world.fake.interaction_token_lifetime + seconds_left
+    return await world.fake.slash(world.guild.id, world.channel.id, world.member.id, "sora generate",
+                                  options={"prompt": "a slow sunrise"}, issued_at=issued)
+
+
+# ---- the interaction token ----------------------------------------------------------------------------------------
+
+async def test_token_expired_mid_job_posts_through_the_channel_without_touching_the_webhook(
+        world: World, bot: InProcessBot) -> None:
+    world.sim.state.configure({"processing_seconds": 1000})
+    inter = await old_token_generate(world)
+    await long_job(world, bot, inter)
+    world.fake.clock.advance(60)  # the token is now dead on Discord's side
+    job = await finish(world, bot)
+    assert job.state == "delivered", job.error_message
+    assert uploads(world) == [CHANNEL_POST]
+    assert inter.rejected_callbacks == []  # no 50027: the bot knew the token was dead and did not try it
+    hooks_after = [r for r in world.fake.requests if r.route.startswith("/webhooks/") and r.status >= 400]
+    assert hooks_after == []
+    [post] = video_posts(world, job.id)
+    assert post.allowed_mentions["parse"] == [] and [int(u) for u in post.allowed_mentions["users"]] == [
+        world.member.id]
+    await assert_settled(bot, world, job)
+
+
+async def test_channel_forbidden_while_the_token_lives_delivers_by_followup(world: World, bot: InProcessBot) -> None:
+    world.sim.state.configure({"processing_seconds": 1000})
+    await long_job(world, bot, await world.generate())
+    world.fake.forbid(world.channel.id, {"send_messages", "attach_files"})
+    job = await finish(world, bot)
+    assert job.state == "delivered", job.error_message
+    assert uploads(world) == [WEBHOOK_POST]
+    await assert_settled(bot, world, job)
+
+
+async def test_channel_forbidden_after_the_token_died_delivers_by_dm(world: World, bot: InProcessBot) -> None:
+    world.sim.state.configure({"processing_seconds": 1000})
+    inter = await old_token_generate(world)
+    await long_job(world, bot, inter)
+    world.fake.clock.advance(60)
+    world.fake.forbid(world.channel.id, {"send_messages", "attach_files"})
+    job = await finish(world, bot)
+    assert job.state == "delivered", job.error_message
+    assert [m for m in world.fake.dm_messages(world.member.id) if m.attachments]
+    assert inter.rejected_callbacks == []
+    await assert_settled(bot, world, job)
+
+
+async def test_channel_deleted_and_dms_closed_is_undeliverable_and_refunded(world: World, bot: InProcessBot) -> None:
+    world.sim.state.configure({"processing_seconds": 1000})
+    inter = await old_token_generate(world)
+    await long_job(world, bot, inter)
+    world.fake.clock.advance(60)
+    world.fake.delete_channel(world.channel.id)
+    world.fake.block_dms(world.member.id)
+    job = await finish(world, bot)
+    assert job.state == "failed" and job.error_code == "undeliverable"
+    assert_friendly(job.error_message)
+    assert video_posts(world, job.id) == []
+    assert inter.rejected_callbacks == []
+    await assert_settled(bot, world, job)
+
+
+# ---- size ---------------------------------------------------------------------------------------------------------
+
+async def test_oversize_video_is_reencoded_to_fit_the_stated_limit(world: World, bot: InProcessBot) -> None:
+    limit = 300_000
+    world.fake.set_filesize_limit(world.guild.id, limit)
+    world.sim.state.configure({"video_bytes": 2_000_000})
+    await accepted(await world.generate())
+    [job] = await bot.wait_finished(1, timeout=60)
+    assert job.state == "delivered", job.error_message
+    [post] = video_posts(world, job.id)
+    [video] = post.attachments
+    assert 0 < video.size <= limit
+    assert video.data[4:8] == b"ftyp"  # still an MP4
+    assert "link" not in post.content
+    await assert_settled(bot, world, job)
+
+
+async def test_video_that_cannot_fit_is_posted_as_a_link_with_its_expiry(world: World, bot: InProcessBot) -> None:
+    world.fake.set_filesize_limit(world.guild.id, 20_000)  # no watchable 4 s encode is this small
+    world.sim.state.configure({"video_bytes": 2_000_000})
+    await accepted(await world.generate())
+    [job] = await bot.wait_finished(1, timeout=60)
+    assert job.state == "delivered", job.error_message
+    assert video_posts(world, job.id) == []
+    posts = [m for msgs in world.fake.messages.values() for m in msgs if job.result_url and job.result_url in m.content]
+    assert len(posts) == 1
+    assert re.search(r"expires <t:\d+:R>", posts[0].content), posts[0].content
+    assert [int(u) for u in posts[0].allowed_mentions["users"]] == [world.member.id]
+    await assert_settled(bot, world, job)
+
+
+async def test_discord_413_is_handled_by_reencoding(world: World, bot: InProcessBot) -> None:
+    world.sim.state.configure({"processing_seconds": 1000})
+    await long_job(world, bot, await world.generate())
+    world.fake.fail_next("POST", r"/webhooks/\d+/", status=413, code=40005)
+    job = await finish(world, bot)
+    assert job.state == "delivered", job.error_message
+    assert any(r.status == 413 for r in world.fake.requests)
+    assert len(video_posts(world, job.id)) == 1
+    await assert_settled(bot, world, job)
+
+
+# ---- status message and mentions ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def eager_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress edits at once instead of every 10 s (the time scale does not reach the throttle)."""
+    monkeypatch.setattr(runner_module, "StatusThrottle", functools.partial(StatusThrottle, min_interval=0.0))
+
+
+async def test_status_message_shows_progress_then_done(world: World, eager_status: None, bot: InProcessBot) -> None:
+    world.sim.state.configure({"processing_seconds": 1000})
+    job = await long_job(world, bot, await world.generate())
+    world.sim.state.clock.advance(500)  # half rendered
+    await world.fake.wait_for(lambda: "█" in (world.fake.message(job.status_message_id or 0).content or ""),
+                              timeout=10, what="a progress bar")
+    job = await finish(world, bot)
+    status = status_message(world, job)
+    contents = [h["content"] for h in status.history] + [status.content]
+    assert any(re.search(r"`[█░]+` \d+%", c) for c in contents), contents
+    assert "Done" in status.content and "100 credits charged" in status.content
+    assert all(h["allowed_mentions"] in (None, {"parse": []}) for h in status.history)
+    assert len(world.fake.channel_messages(world.channel.id, include_ephemeral=False)) == 2  # status + video
+
+
+async def test_mentions_in_a_prompt_ping_nobody_and_delivery_pings_only_the_requester(world: World,
+                                                                                      bot: InProcessBot) -> None:
+    role = world.fake.add_role(world.guild.id, "mods")
+    prompt = f"hey @everyone and @here, <@{world.other.id}> <@!{world.other.id}> <@&{role.id}> look"
+    await accepted(await world.generate(prompt=prompt))
+    [job] = await bot.wait_finished(1)
+    assert job.state == "delivered", job.error_message
+    status = status_message(world, job)
+    assert status.allowed_mentions == {"parse": []}
+    assert not LIVE_MENTION.search(status.content.replace(f"<@{world.member.id}>", ""))
+    [post] = video_posts(world, job.id)
+    assert post.allowed_mentions["parse"] == []
+    assert [int(u) for u in post.allowed_mentions["users"]] == [world.member.id]
+    assert not post.allowed_mentions.get("roles")
+    assert LIVE_MENTION.findall(post.content) == [f"<@{world.member.id}>"]
+    assert world.sim.state.requests_to("/v1/videos/generations", "POST")[0].json["input"]["prompt"] == prompt
+    await assert_settled(bot, world, job)
