@@ -345,3 +345,10 @@ def status_message(world: World, job: Job) -> Any:
     """The job's public status message (from the fake's records, with its edit history)."""
     assert job.status_message_id is not None
     return world.fake.message(job.status_message_id)
+
+
+async def final_status(world: World, job: Job, word: str = "Done", timeout: float = 10.0) -> Any:
+    """The job's status message once its final edit (settled just before it) has landed."""
+    return await world.fake.wait_for(
+        lambda: (m := world.fake.message(job.status_message_id or 0)) is not None and word in (m.content or "") and m,
+        timeout=timeout, what=f"status message saying {word!r}")

@@ -19,7 +19,7 @@ from tests.e2e.harness import (
     accepted,
     assert_friendly,
     assert_settled,
-    status_message,
+    final_status,
     video_posts,
 )
 
@@ -167,7 +167,7 @@ async def test_status_message_shows_progress_then_done(world: World, eager_statu
     await world.fake.wait_for(lambda: "█" in (world.fake.message(job.status_message_id or 0).content or ""),
                               timeout=10, what="a progress bar")
     job = await finish(world, bot)
-    status = status_message(world, job)
+    status = await final_status(world, job)
     contents = [h["content"] for h in status.history] + [status.content]
     assert any(re.search(r"`[█░]+` \d+%", c) for c in contents), contents
     assert "Done" in status.content and "100 credits charged" in status.content
@@ -182,7 +182,7 @@ async def test_mentions_in_a_prompt_ping_nobody_and_delivery_pings_only_the_requ
     await accepted(await world.generate(prompt=prompt))
     [job] = await bot.wait_finished(1)
     assert job.state == "delivered", job.error_message
-    status = status_message(world, job)
+    status = await final_status(world, job)
     assert status.allowed_mentions == {"parse": []}
     assert not LIVE_MENTION.search(status.content.replace(f"<@{world.member.id}>", ""))
     [post] = video_posts(world, job.id)

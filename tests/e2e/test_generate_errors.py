@@ -15,9 +15,9 @@ from tests.e2e.harness import (
     accepted,
     assert_friendly,
     assert_settled,
+    final_status,
     private_reply,
     speed_up_upstream,
-    status_message,
 )
 
 CREATES = "/v1/videos/generations"
@@ -47,9 +47,9 @@ async def assert_refunded(world: World, bot: InProcessBot, inter: Any, job: Job,
     assert "refunded" in notice
     for phrase in phrases:
         assert phrase in notice.lower(), notice
-    status = status_message(world, job)
+    status = await final_status(world, job, "refunded")
     assert_friendly(status.content)
-    assert "Failed" in status.content and "refunded" in status.content
+    assert "Failed" in status.content
     await assert_settled(bot, world, job)
 
 
@@ -99,7 +99,7 @@ async def test_transient_failure_at_create_is_retried_and_charged_once(world: Wo
     world.sim.state.inject(kind, "create", count=2)
     inter, job = await run(world, bot)
     assert job.state == "delivered", job.error_message
-    assert "Done" in status_message(world, job).content
+    await final_status(world, job)
     await assert_settled(bot, world, job)
     assert not [m for m in inter.followups if "couldn't be made" in m.content]
 
@@ -109,7 +109,7 @@ async def test_rate_limit_at_create_waits_its_turn_and_is_charged_once(world: Wo
     world.sim.state.inject("rate_limit_exceeded", "create", count=10, retry_after=0.05)
     _, job = await run(world, bot)
     assert job.state == "delivered", job.error_message
-    status = status_message(world, job)
+    status = await final_status(world, job)
     waited = [old for old in status.history if "busy" in old["content"]]
     assert waited, [old["content"] for old in status.history]
     assert_friendly(waited[0]["content"])
@@ -191,8 +191,7 @@ async def test_passing_trouble_at_poll_still_delivers_and_charges_once(world: Wo
     world.sim.state.inject(kind, "poll", count=2, retry_after=0.05 if kind == "rate_limit_exceeded" else None)
     inter, job = await run(world, bot)
     assert job.state == "delivered", (job.error_code, job.error_message)
-    status = status_message(world, job)
-    assert "Done" in status.content
+    status = await final_status(world, job)
     for old in status.history:
         assert_friendly(old["content"])
     assert not [m for m in inter.followups if "couldn't be made" in m.content]
