@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import InProcessBot, World, make_world
+from tests.e2e.harness import InProcessBot, World, make_world, running_bot
 
 
 @pytest.fixture
@@ -18,9 +18,5 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 @pytest.fixture
 async def bot(world: World) -> AsyncIterator[InProcessBot]:
-    runner = InProcessBot(world)
-    await runner.start()
-    try:
+    async with running_bot(world) as runner:
         yield runner
-    finally:
-        await runner.stop()

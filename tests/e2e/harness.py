@@ -147,6 +147,17 @@ class InProcessBot:
                 await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def running_bot(world: World) -> AsyncIterator[InProcessBot]:
+    """The in-process bot for the length of a block, stopped cleanly whatever happens."""
+    runner = InProcessBot(world)
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
 class SubprocessBot:
     """`python -m bot run` as a child process, for restarts and kill -9."""
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from storage.models import Job
-from tests.e2e.harness import InProcessBot, World, free_port, video_posts
+from tests.e2e.harness import InProcessBot, World, free_port, running_bot, video_posts
 
 
 @pytest.fixture
@@ -24,12 +24,8 @@ async def bot(world: World) -> AsyncIterator[InProcessBot]:
         "CALLBACK_PUBLIC_URL": f"http://127.0.0.1:{port}", "CALLBACK_HOST": "127.0.0.1",
         "CALLBACK_PORT": str(port), "SORA_TIME_SCALE": "1",
     })
-    runner = InProcessBot(world)
-    await runner.start()
-    try:
+    async with running_bot(world) as runner:
         yield runner
-    finally:
-        await runner.stop()
 
 
 def base_url(world: World) -> str:
