@@ -15,6 +15,7 @@ import discord
 from bot.config import Settings
 from bot.discord_bot import Services, SoraBot, point_discord_py_at
 from bot.upstream.client import VideoAPIClient
+from bot.upstream.retry import RetryPolicy
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
         db = await Database.open(settings.database_path)
         stack.push_async_callback(db.close)
-        api = VideoAPIClient(session, base_url=settings.sora_api_base, api_key=settings.sora_api_key.get_secret_value())
+        scale = settings.time_scale
+        api = VideoAPIClient(
+            session,
+            base_url=settings.sora_api_base,
+            api_key=settings.sora_api_key.get_secret_value(),
+            retry=RetryPolicy(base_delay=0.5 * scale, max_delay=8.0 * scale),
+        )
         yield Services(settings=settings, db=db, api=api, session=session)
 
 
