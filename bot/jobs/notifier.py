@@ -57,5 +57,8 @@ class Notifier(Protocol):
     async def deliver_link(self, job: Job, url: str, expires_at: float | None) -> Delivery:
         """Post a link to the video when no file fits; raises Undeliverable."""
 
+    async def find_delivery(self, job: Job) -> Delivery | None:
+        """The job's result if it was already posted (a crash came before it was recorded), else None."""
+
     async def announce_failure(self, job: Job, message: str) -> None:
         """Tell the requester their job failed and was refunded; never raises."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.jobs.health import UpstreamHealth
-from bot.jobs.notifier import Notifier, StatusUpdate, TooLarge, Undeliverable
+from bot.jobs.notifier import Delivery, Notifier, StatusUpdate, TooLarge, Undeliverable
 from bot.jobs.slots import SlotPool
 from bot.jobs.throttle import StatusThrottle
 from bot.upstream.client import VideoAPIClient
@@ -175,6 +175,7 @@ class JobRunner:
         if job is None or job.state in ("delivered", "failed"):
             return
         extra = {"job": job.id, "guild": job.guild_id}
+        resumed = job.state == "completed" and job.updated_at < self._started_at
         try:
             if job.state == "queued":
                 await self._wait_for_slot(job)
@@ -184,7 +185,7 @@ class JobRunner:
                 job = await self._submit(job)
             if job.state == "running":
                 job = await self._follow(job, resumed=job.updated_at < self._started_at)
-            if job.state == "completed":
+            if job.state == "completed" and not (resumed and await self._adopt_earlier_post(job)):
                 await self._deliver(job)
         except JobFailed as failure:
             log.info("job failed", extra={**extra, "code": failure.code})
@@ -330,6 +331,9 @@ class JobRunner:
             path.unlink(missing_ok=True)
             if fitted is not None:
                 fitted.unlink(missing_ok=True)
+        await self._settle_delivered(job, delivery)
+
+    async def _settle_delivered(self, job: Job, delivery: Delivery) -> None:
         if await self.db.jobs.finish_delivered(job.id, delivery.url):
             log.info("delivered and charged", extra={"job": job.id, "how": delivery.how, "credits": job.cost})
             job = await self.db.jobs.get(job.id) or job
@@ -337,6 +341,19 @@ class JobRunner:
             note = (f"Done. {job.cost} credits charged." if "charge" in entries
                     else "Done. No credits were charged (an admin gave them back).")
             await self._status(job, "delivered", final=True, note=note)
+
+    async def _adopt_earlier_post(self, job: Job) -> bool:
+        """After a crash between posting and recording, find the post instead of posting the video again."""
+        try:
+            delivery = await self.notifier.find_delivery(job)
+        except Exception:
+            log.exception("looking for an earlier post failed", extra={"job": job.id})
+            return False
+        if delivery is None:
+            return False
+        log.info("found the video posted before a restart", extra={"job": job.id})
+        await self._settle_delivered(job, delivery)
+        return True
 
     async def _download(self, job: Job, path: Path) -> int:
         """Fetch the result; network trouble is retried while the link is still valid."""

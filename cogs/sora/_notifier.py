@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,6 +143,23 @@ class DiscordNotifier:
         # refuses ephemeral messages, which silenced every private failure notice.
         data = {"id": job.interaction_application_id, "type": 3, "token": job.interaction_token}
         return discord.Webhook.from_state(data=data, state=self.bot._connection)  # type: ignore[arg-type]
+
+    async def find_delivery(self, job: Job) -> Delivery | None:
+        """Look through the channel's messages since the job began for our post carrying its Re-roll button."""
+        wanted = f"sora:reroll:{job.id}"
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        since = discord.Object(discord.utils.time_snowflake(datetime.fromtimestamp(job.created_at, UTC)))
+        try:
+            async for message in channel.history(limit=100, after=since):
+                if message.author.id != getattr(self.bot.user, "id", None):
+                    continue
+                for row in message.components:
+                    for child in getattr(row, "children", ()):
+                        if getattr(child, "custom_id", None) == wanted:
+                            return Delivery(self._link(job, message), "channel")
+        except discord.HTTPException as exc:
+            log.info("cannot read channel history", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
+        return None
 
     async def announce_failure(self, job: Job, message: str) -> None:
         webhook = self._webhook(job)

@@ -179,7 +179,7 @@ async def test_kill_while_completed_and_downloading(world: World) -> None:
 
 
 async def test_kill_between_posting_the_video_and_recording_it(world: World) -> None:
-    """SIGKILL the moment Discord has the video: the job may be posted twice, but it is charged once."""
+    """SIGKILL the moment Discord has the video: the restarted bot finds its post instead of posting again."""
     await prepare(world, [world.member])
     bot = await start_subprocess(world)
     await accepted(world, world.member)
@@ -188,7 +188,7 @@ async def test_kill_between_posting_the_video_and_recording_it(world: World) -> 
     bot = await kill_and_restart(bot, world)
     outcome = await settle_and_audit(world, bot, [world.member], 1)
     assert outcome.delivered == 1 and outcome.upstream_tasks == 1
-    assert outcome.duplicates <= 1
+    assert outcome.duplicates == 0
     print(f"CRASH-FIGURES duplicate posts after a kill between post and record: {outcome.duplicates}")
 
 
