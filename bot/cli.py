@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run one verb; friendly errors, exit codes, no tracebacks."""
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
+    configure_logging("WARNING")  # verbs that load settings reconfigure with the operator's level and secrets
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
