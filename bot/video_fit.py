@@ -32,6 +32,11 @@ async def probe_duration(path: Path, ffmpeg: str | None = None) -> float | None:
     return None
 
 
+def fitted_path(src: Path) -> Path:
+    """Where `fit_to_size` writes its smaller copy of `src` (so callers can clean it up)."""
+    return src.with_name(src.stem + ".fit.mp4")
+
+
 async def fit_to_size(src: Path, limit: int, *, fallback_duration: float, timeout: float = 600.0) -> Path | None:
     """Re-encode `src` so it is at most `limit` bytes.
 
@@ -40,7 +45,7 @@ async def fit_to_size(src: Path, limit: int, *, fallback_duration: float, timeou
     """
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     duration = await probe_duration(src, ffmpeg) or fallback_duration
-    dest = src.with_name(src.stem + ".fit.mp4")
+    dest = fitted_path(src)
     for headroom in (0.92, 0.80):
         budget_kbps = int(limit * 8 * headroom / 1000 / max(duration, 0.5)) - AUDIO_KBPS
         if budget_kbps < MIN_VIDEO_KBPS:

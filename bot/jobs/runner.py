@@ -23,14 +23,13 @@ from bot.jobs.throttle import StatusThrottle
 from bot.upstream.client import VideoAPIClient
 from bot.upstream.errors import (
     DownloadError,
-    InsufficientCredits,
     RateLimited,
     TaskNotFound,
     VideoAPIError,
 )
 from bot.upstream.models import Task
 from bot.upstream.retry import PollSchedule, wait_for_task
-from bot.video_fit import fit_to_size
+from bot.video_fit import fit_to_size, fitted_path
 from storage.db import Database
 from storage.models import Job
 
@@ -292,46 +291,44 @@ class JobRunner:
         return await self.db.jobs.mark_completed(job.id, task.video_urls[0], expires)
 
     async def _deliver(self, job: Job) -> None:
+        """Fetch the video and post it as a file (re-encoded to fit if need be), else as a link."""
         assert job.result_url is not None
         await self._status(job, "completed", note="Fetching your video…")
         path = self.settings.video_dir / f"{job.id}.mp4"
-        fitted: Path | None = None
         try:
-            delivery = None
             try:
-                size = await self._download(job, path)
+                size: int | None = await self._download(job, path)
             except DownloadError as exc:
                 if exc.reason == "expired":
                     raise JobFailed("expired", EXPIRED) from exc
-                if exc.reason in ("too_large",):
-                    size = None
-                else:
-                    raise
-            if size is not None:
-                limit = await self.notifier.upload_limit(job)
-                send = path
-                if size > limit:
-                    fitted = await fit_to_size(path, limit, fallback_duration=job.duration)
-                    send = fitted
-                if send is not None:
-                    try:
-                        delivery = await self.notifier.deliver_file(job, send)
-                    except TooLarge as exc:
-                        fitted = await fit_to_size(path, int((exc.limit or limit) * 0.9), fallback_duration=job.duration)
-                        if fitted is not None:
-                            with contextlib.suppress(TooLarge):
-                                delivery = await self.notifier.deliver_file(job, fitted)
+                if exc.reason != "too_large":
+                    raise JobFailed(exc.reason, TRY_LATER) from exc
+                size = None  # bigger than we will ever download: a link is the only way
+            delivery = await self._post_file(job, path, size) if size is not None else None
             if delivery is None:
                 delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
         except Undeliverable as exc:
             raise JobFailed("undeliverable", UNDELIVERABLE) from exc
-        except DownloadError as exc:
-            raise JobFailed(exc.reason, TRY_LATER) from exc
         finally:
             path.unlink(missing_ok=True)
-            if fitted is not None:
-                fitted.unlink(missing_ok=True)
+            fitted_path(path).unlink(missing_ok=True)
         await self._settle_delivered(job, delivery)
+
+    async def _post_file(self, job: Job, path: Path, size: int) -> Delivery | None:
+        """Post the file, shrinking it to the stated limit (or below a 413's); None when nothing fits."""
+        limit = await self.notifier.upload_limit(job)
+        send = path if size <= limit else await fit_to_size(path, limit, fallback_duration=job.duration)
+        if send is None:
+            return None
+        try:
+            return await self.notifier.deliver_file(job, send)
+        except TooLarge as exc:
+            smaller = await fit_to_size(path, int((exc.limit or limit) * 0.9), fallback_duration=job.duration)
+            if smaller is None:
+                return None
+            with contextlib.suppress(TooLarge):
+                return await self.notifier.deliver_file(job, smaller)
+        return None
 
     async def _settle_delivered(self, job: Job, delivery: Delivery) -> None:
         if await self.db.jobs.finish_delivered(job.id, delivery.url):
@@ -433,4 +430,4 @@ class JobRunner:
         return credits.balance
 
 
-__all__ = ["InsufficientCredits", "JobFailed", "JobRunner", "RunnerSettings"]
+__all__ = ["JobFailed", "JobRunner", "RunnerSettings"]
