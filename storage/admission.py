@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-import aiosqlite
-
+from storage.conn import Conn
 from storage.db import fetchone
 from storage.errors import (
     Blocked,
@@ -23,10 +22,12 @@ from storage.periods import day_start, next_period_start
 _UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
 
 
-async def check_admission(conn: aiosqlite.Connection, now: float, settings: GuildSettings, request: NewJob) -> None:
+async def check_admission(conn: Conn, now: float, settings: GuildSettings, request: NewJob) -> None:
     """Raise the first refusal that applies, in the order members find most useful to hear them.
 
     Runs after the member's starting grant and refill, so the balance it checks is the one they would see.
+    The caller holds the guild's admission lock (PostgreSQL), so counts, cooldown and the daily budget cannot
+    change under it except downwards; the balance row is locked here before it is read.
 
     Raises:
         Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted, InsufficientCredits.
@@ -59,12 +60,12 @@ async def check_admission(conn: aiosqlite.Connection, now: float, settings: Guil
             resets_at = next_period_start("daily", now)
             assert resets_at is not None
             raise DailyBudgetExhausted(settings.daily_budget, spent, request.cost, resets_at)
-    available, _ = await balance_in(conn, guild_id, user_id)
+    available, _ = await balance_in(conn, guild_id, user_id, lock=True)
     if available < request.cost:
         raise InsufficientCredits(available, request.cost, next_refill(settings, now))
 
 
-async def spent_today(conn: aiosqlite.Connection, guild_id: int, now: float) -> int:
+async def spent_today(conn: Conn, guild_id: int, now: float) -> int:
     """Net credits of this server's jobs created today (UTC): holds and charges count, releases don't."""
     row = await fetchone(
         conn,

@@ -16,10 +16,18 @@ class SchemaTooNew(StorageError):
     def __init__(self, found: int, supported: int) -> None:
         super().__init__(
             f"database schema version {found} is newer than this bot supports ({supported}); "
-            "upgrade the bot or point DATABASE_PATH at another file"
+            "upgrade the bot or point DATABASE_PATH (or DATABASE_URL) at another database"
         )
         self.found = found
         self.supported = supported
+
+
+class ConstraintViolation(StorageError):
+    """The database refused a write that breaks one of its rules (a CHECK, a unique index, a trigger).
+
+    Raised the same way on SQLite and PostgreSQL; the repositories never cause one on purpose, so seeing
+    one means a bug or someone writing SQL by hand, and nothing of that transaction was kept.
+    """
 
 
 class JobNotFound(StorageError, LookupError):

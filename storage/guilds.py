@@ -8,8 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
+from storage.conn import GUILD, SETTINGS, Conn, Row
 from storage.db import fetchone
 from storage.periods import PERIODS
 
@@ -100,7 +99,7 @@ def _words(value: Iterable[str]) -> tuple[str, ...]:
     return words
 
 
-def _from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSettings:
+def _from_row(guild_id: int, row: Row | None) -> GuildSettings:
     if row is None:
         return GuildSettings(guild_id=guild_id)
     values: dict[str, Any] = {name: row[name] for name in _COLUMNS}
@@ -109,7 +108,7 @@ def _from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSettings:
     return GuildSettings(guild_id=guild_id, **values)
 
 
-async def settings_in(conn: aiosqlite.Connection, guild_id: int) -> GuildSettings:
+async def settings_in(conn: Conn, guild_id: int) -> GuildSettings:
     """Read a server's settings inside a transaction the caller holds."""
     return _from_row(guild_id, await fetchone(conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)))
 
@@ -132,6 +131,8 @@ class Guilds:
         """
         clean = validate(changes)
         async with self._db.write() as conn:
+            await conn.lock(GUILD, guild_id, shared=True)
+            await conn.lock(SETTINGS, guild_id)  # read, merge, write: one admin's change at a time
             current = await settings_in(conn, guild_id)
             updated = dataclasses.replace(current, **clean)
             values = [getattr(updated, name) for name in _COLUMNS]
@@ -149,6 +150,7 @@ class Guilds:
     async def block(self, guild_id: int, user_id: int, reason: str, actor_id: int | None) -> None:
         """Stop a member from generating in this server (replaces an earlier reason)."""
         async with self._db.write() as conn:
+            await conn.lock(GUILD, guild_id, shared=True)
             await conn.execute(
                 "INSERT INTO blocked_members (guild_id, user_id, reason, actor_id, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason, actor_id = excluded.actor_id, "
@@ -179,7 +181,7 @@ class Guilds:
         return [(int(r["user_id"]), str(r["reason"])) for r in rows]
 
 
-async def blocked_reason_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> str | None:
+async def blocked_reason_in(conn: Conn, guild_id: int, user_id: int) -> str | None:
     """The block reason inside a transaction the caller holds, or None."""
     row = await fetchone(conn, "SELECT reason FROM blocked_members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
     return None if row is None else str(row["reason"])

@@ -7,9 +7,8 @@ import secrets
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from storage.admission import check_admission
+from storage.conn import ADMISSION, GUILD, Conn
 from storage.db import fetchone
 from storage.errors import IllegalTransition, JobNotFound
 from storage.guilds import settings_in
@@ -30,8 +29,9 @@ _MUTABLE = frozenset(JOB_COLUMNS) - {"id", "seq", "guild_id", "user_id", "cost",
                                       "created_at", "updated_at", "prompt", "duration", "aspect_ratio"}
 
 
-async def _job_in(conn: aiosqlite.Connection, job_id: str) -> Job:
-    row = await fetchone(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+async def _job_in(conn: Conn, job_id: str, *, lock: bool = False) -> Job:
+    # lock=True before writing from what was read: see storage.ledger.lock_job.
+    row = await fetchone(conn, "SELECT * FROM jobs WHERE id = ?" + (conn.for_update if lock else ""), (job_id,))
     if row is None:
         raise JobNotFound(job_id)
     return job_from_row(row)
@@ -58,6 +58,10 @@ class Jobs:
             raise ValueError("a job must cost a positive whole number of credits")
         job_id = uuid.uuid4().hex
         async with self._db.write() as conn:
+            # PostgreSQL: admissions in one guild queue here, so quotas that span rows (jobs at once, cooldown,
+            # daily budget) are checked against every earlier admission's committed result.
+            await conn.lock(GUILD, request.guild_id, shared=True)
+            await conn.lock(ADMISSION, request.guild_id)
             now = self._db.now()
             settings = await settings_in(conn, request.guild_id)
             await touch_member(conn, now, settings, request.user_id)
@@ -101,7 +105,7 @@ class Jobs:
         if unknown:
             raise ValueError(f"cannot set job fields {sorted(unknown)}")
         async with self._db.write() as conn:
-            job = await _job_in(conn, job_id)
+            job = await _job_in(conn, job_id, lock=True)
             if state not in TRANSITIONS.get(job.state, frozenset()) or state in ("delivered", "failed"):
                 raise IllegalTransition(job_id, job.state, state)
             await self._update(conn, job_id, state=state, **fields)
@@ -110,7 +114,7 @@ class Jobs:
     async def mark_submitting(self, job_id: str) -> Job:
         """Record that the create request is about to be sent (counts attempts across restarts)."""
         async with self._db.write() as conn:
-            job = await _job_in(conn, job_id)
+            job = await _job_in(conn, job_id, lock=True)
             if job.state not in ("queued", "submitting"):
                 raise IllegalTransition(job_id, job.state, "submitting")
             await self._update(conn, job_id, state="submitting", attempts=job.attempts + 1)
@@ -132,7 +136,7 @@ class Jobs:
             IllegalTransition: the job is not completed yet.
         """
         async with self._db.write() as conn:
-            job = await _job_in(conn, job_id)
+            job = await _job_in(conn, job_id, lock=True)
             if job.is_finished:
                 return False
             if job.state != "completed":
@@ -150,7 +154,7 @@ class Jobs:
             JobNotFound: no such job.
         """
         async with self._db.write() as conn:
-            job = await _job_in(conn, job_id)
+            job = await _job_in(conn, job_id, lock=True)
             if job.is_finished:
                 return False
             now = self._db.now()
@@ -163,7 +167,7 @@ class Jobs:
     async def set_status_message(self, job_id: str, channel_id: int, message_id: int) -> None:
         """Remember the bot's own public status message, so edits survive a restart."""
         async with self._db.write() as conn:
-            await _job_in(conn, job_id)
+            await _job_in(conn, job_id, lock=True)
             await self._update(conn, job_id, status_channel_id=channel_id, status_message_id=message_id)
 
     async def forget_interaction(self, job_id: str) -> None:
@@ -219,7 +223,7 @@ class Jobs:
         )
         return [job_from_row(r) for r in rows]
 
-    async def _update(self, conn: aiosqlite.Connection, job_id: str, **fields: Any) -> None:
+    async def _update(self, conn: Conn, job_id: str, **fields: Any) -> None:
         # Column names come from the _MUTABLE whitelist or this module, never from input.
         fields["updated_at"] = self._db.now()
         assignments = ", ".join(f"{name} = ?" for name in fields)

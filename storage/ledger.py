@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import aiosqlite
-
+from storage.conn import GUILD, Conn, Row
 from storage.db import fetchall, fetchone
 from storage.guilds import GuildSettings, settings_in
 from storage.periods import next_period_start, period_key
@@ -51,7 +50,7 @@ class LedgerEntry:
     created_at: float
 
 
-def entry_from_row(row: aiosqlite.Row) -> LedgerEntry:
+def entry_from_row(row: Row) -> LedgerEntry:
     return LedgerEntry(
         id=row["id"], guild_id=row["guild_id"], user_id=row["user_id"], kind=row["kind"],
         delta_available=row["delta_available"], delta_held=row["delta_held"], job_id=row["job_id"],
@@ -70,28 +69,33 @@ def next_refill(settings: GuildSettings, now: float) -> datetime | None:
 
 
 async def add_entry(
-    conn: aiosqlite.Connection, now: float, guild_id: int, user_id: int, kind: str, delta_available: int,
+    conn: Conn, now: float, guild_id: int, user_id: int, kind: str, delta_available: int,
     delta_held: int, *, job_id: str | None = None, actor_id: int | None = None, reason: str = "",
     period: str | None = None,
 ) -> int:
-    """Append one entry; the ledger_apply trigger moves the cached balance in the same statement."""
-    cursor = await conn.execute(
+    """Append one entry and return its id; the ledger_apply trigger moves the cached balance in the same statement."""
+    row = await fetchone(
+        conn,
         "INSERT INTO ledger (guild_id, user_id, kind, delta_available, delta_held, job_id, actor_id, reason, "
-        "period_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "period_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (guild_id, user_id, kind, delta_available, delta_held, job_id, actor_id, reason, period, now),
     )
-    return int(cursor.lastrowid or 0)
+    return int(row["id"]) if row is not None else 0
 
 
-async def touch_member(conn: aiosqlite.Connection, now: float, settings: GuildSettings, user_id: int) -> None:
+async def touch_member(conn: Conn, now: float, settings: GuildSettings, user_id: int) -> None:
     """Give a member new to this server their starting credits, then apply this period's lazy refill.
 
     Both are idempotent: the balances row marks a member as seen, and refill_periods marks a period as done
-    (whether a top-up was needed or not), so a member is topped up at most once per period.
+    (whether a top-up was needed or not), so a member is topped up at most once per period. On PostgreSQL a
+    concurrent transaction inserting the same row waits for the first to commit and then inserts nothing,
+    and the guild's shared lock keeps an erasure of this guild from interleaving.
     """
     guild_id = settings.guild_id
+    await conn.lock(GUILD, guild_id, shared=True)
     cursor = await conn.execute(
-        "INSERT OR IGNORE INTO balances (guild_id, user_id, available, held, created_at) VALUES (?, ?, 0, 0, ?)",
+        "INSERT INTO balances (guild_id, user_id, available, held, created_at) VALUES (?, ?, 0, 0, ?) "
+        "ON CONFLICT DO NOTHING",
         (guild_id, user_id, now),
     )
     if cursor.rowcount == 1 and settings.starting_credits > 0:
@@ -100,12 +104,13 @@ async def touch_member(conn: aiosqlite.Connection, now: float, settings: GuildSe
     if key is None or settings.refill_amount <= 0:
         return
     cursor = await conn.execute(
-        "INSERT OR IGNORE INTO refill_periods (guild_id, user_id, period_key, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO refill_periods (guild_id, user_id, period_key, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
         (guild_id, user_id, key, now),
     )
     if cursor.rowcount != 1:
         return
-    available, _ = await balance_in(conn, guild_id, user_id)
+    available, _ = await balance_in(conn, guild_id, user_id, lock=True)
     if available < settings.refill_amount:
         await add_entry(
             conn, now, guild_id, user_id, "refill", settings.refill_amount - available, 0,
@@ -113,27 +118,43 @@ async def touch_member(conn: aiosqlite.Connection, now: float, settings: GuildSe
         )
 
 
-async def balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> tuple[int, int]:
-    """(available, held) from the cache, inside the caller's transaction."""
+async def balance_in(conn: Conn, guild_id: int, user_id: int, *, lock: bool = False) -> tuple[int, int]:
+    """(available, held) from the cache, inside the caller's transaction.
+
+    `lock=True` when the caller writes from what it read: on PostgreSQL the balance row stays locked until
+    the transaction ends, so nobody spends those credits in between (SQLite's single writer already
+    guarantees that).
+    """
     row = await fetchone(
-        conn, "SELECT available, held FROM balances WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        conn, "SELECT available, held FROM balances WHERE guild_id = ? AND user_id = ?" + (conn.for_update if lock else ""),
+        (guild_id, user_id),
     )
     return (0, 0) if row is None else (int(row["available"]), int(row["held"]))
 
 
-async def job_entries(conn: aiosqlite.Connection, job_id: str) -> dict[str, LedgerEntry]:
+async def lock_job(conn: Conn, job_id: str) -> bool:
+    """Lock the job's row until the transaction ends (PostgreSQL); False if there is no such job.
+
+    Every transaction that settles or refunds a job, or moves its state, takes this lock first, so two of
+    them never both see "not settled yet", and an erasure (which locks the same rows) waits or is waited for.
+    """
+    return await fetchone(conn, "SELECT id FROM jobs WHERE id = ?" + conn.for_update, (job_id,)) is not None
+
+
+async def job_entries(conn: Conn, job_id: str) -> dict[str, LedgerEntry]:
     """The hold, charge, release and refund of one job, by kind (the schema allows one of each)."""
     rows = await fetchall(conn, "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
     return {row["kind"]: entry_from_row(row) for row in rows}
 
 
-async def settle_in(conn: aiosqlite.Connection, now: float, job_id: str, kind: str, *, reason: str = "",
+async def settle_in(conn: Conn, now: float, job_id: str, kind: str, *, reason: str = "",
                     actor_id: int | None = None) -> bool:
     """Turn a job's open hold into a charge or a release; False if it was already settled.
 
     Raises:
         LookupError: the job has no hold.
     """
+    await lock_job(conn, job_id)
     entries = await job_entries(conn, job_id)
     hold = entries.get("hold")
     if hold is None:
@@ -186,7 +207,7 @@ class Ledger:
             now = self._db.now()
             settings = await settings_in(conn, guild_id)
             await touch_member(conn, now, settings, user_id)
-            available, _ = await balance_in(conn, guild_id, user_id)
+            available, _ = await balance_in(conn, guild_id, user_id, lock=True)
             applied = max(int(delta), -available)
             await add_entry(conn, now, guild_id, user_id, "adjust", applied, 0, actor_id=actor_id, reason=reason)
             available, held = await balance_in(conn, guild_id, user_id)
@@ -207,7 +228,7 @@ class Ledger:
             now = self._db.now()
             settings = await settings_in(conn, guild_id)
             await touch_member(conn, now, settings, user_id)
-            available, _ = await balance_in(conn, guild_id, user_id)
+            available, _ = await balance_in(conn, guild_id, user_id, lock=True)
             await add_entry(conn, now, guild_id, user_id, "adjust", amount - available, 0, actor_id=actor_id,
                             reason=reason)
             available, held = await balance_in(conn, guild_id, user_id)
@@ -241,6 +262,7 @@ class Ledger:
         """
         async with self._db.write() as conn:
             now = self._db.now()
+            await lock_job(conn, job_id)
             entries = await job_entries(conn, job_id)
             if "hold" not in entries:
                 raise LookupError(f"job {job_id!r} has no hold")

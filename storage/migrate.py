@@ -1,4 +1,9 @@
-"""Numbered .sql migrations applied in order, one transaction each, with the version in PRAGMA user_version."""
+"""Numbered .sql migrations applied in order, one transaction each.
+
+Two histories with the same numbers: storage/migrations/NNNN_*.sql for SQLite (version in PRAGMA
+user_version, applied here) and storage/migrations/postgres/NNNN_*.sql for PostgreSQL (version in the
+schema_version table, applied by storage.postgres). The same version number means the same schema on both.
+"""
 
 from __future__ import annotations
 
@@ -24,10 +29,18 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """Read storage/migrations/NNNN_*.sql in version order; versions must run 1, 2, 3 … without gaps."""
+BACKENDS = ("sqlite", "postgresql")
+
+
+def load_migrations(backend: str = "sqlite") -> list[Migration]:
+    """Read one backend's NNNN_*.sql in version order; versions must run 1, 2, 3 … without gaps."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}")
+    folder = resources.files("storage.migrations")
+    if backend == "postgresql":
+        folder = folder.joinpath("postgres")
     found = []
-    for entry in resources.files("storage.migrations").iterdir():
+    for entry in folder.iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
@@ -39,8 +52,15 @@ def load_migrations() -> list[Migration]:
 
 
 def latest_version() -> int:
-    """The schema version this code writes."""
+    """The schema version this code writes (on either backend).
+
+    Raises:
+        StorageError: the two histories disagree (a migration was added for one backend only).
+    """
     migrations = load_migrations()
+    mirrored = load_migrations("postgresql")
+    if [(m.version, m.name) for m in migrations] != [(m.version, m.name) for m in mirrored]:
+        raise StorageError("the SQLite and PostgreSQL migrations differ: every version needs both")
     return migrations[-1].version if migrations else 0
 
 

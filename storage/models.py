@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-
-import aiosqlite
+from typing import Any
 
 STATES = ("queued", "submitting", "running", "completed", "delivered", "failed")
 UNFINISHED = ("queued", "submitting", "running", "completed")
@@ -97,5 +96,5 @@ class Job:
 JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job))
 
 
-def job_from_row(row: aiosqlite.Row) -> Job:
+def job_from_row(row: Any) -> Job:
     return Job(**{name: row[name] for name in JOB_COLUMNS})

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
+from storage.conn import GUILD
 from storage.db import fetchall
 from storage.ledger import Balance, LedgerEntry
 from storage.models import Job
@@ -99,7 +100,7 @@ class Reports:
             )
             day_rows = await fetchall(
                 conn,
-                "SELECT CAST((created_at - ?) / 86400 AS INTEGER) AS d, "
+                f"SELECT {conn.day_number('created_at')} AS d, "
                 "COALESCE(SUM(CASE WHEN kind = 'hold' THEN 1 ELSE 0 END), 0) AS jobs, "
                 "COALESCE(SUM(CASE WHEN kind = 'charge' THEN -delta_held ELSE 0 END), 0) AS charged, "
                 "COALESCE(SUM(CASE WHEN kind IN ('release', 'refund') THEN delta_available ELSE 0 END), 0) "
@@ -160,6 +161,11 @@ class Reports:
         tables = ["ledger", "jobs", "balances", "refill_periods", "blocked_members"]
         counts: dict[str, int] = {}
         async with self._db.write() as conn:
+            # PostgreSQL: no new member of this guild appears meanwhile (every member write holds the guild
+            # lock shared), and a job or balance being written now finishes before we delete it (row locks).
+            await conn.lock(GUILD, guild_id)
+            await fetchall(conn, f"SELECT id FROM jobs WHERE guild_id = ?{member}{conn.for_update}", params)
+            await fetchall(conn, f"SELECT user_id FROM balances WHERE guild_id = ?{member}{conn.for_update}", params)
             await conn.execute("INSERT INTO ledger_erasure (guild_id, user_id) VALUES (?, ?)", (guild_id, user_id))
             for table in tables:  # ledger first: its entries reference jobs
                 cursor = await conn.execute(f"DELETE FROM {table} WHERE guild_id = ?{member}", params)
