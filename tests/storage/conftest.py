@@ -1,4 +1,7 @@
-"""Real SQLite files in tmp_path with an injected clock; no mocks."""
+"""Real databases with an injected clock, no mocks: an SQLite file in tmp_path, or a fresh PostgreSQL database.
+
+`db` (and `db_target`) run each test once per backend; `db_path` is for the few SQLite-only tests.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +49,16 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def db(db_path: Path, clock: Clock) -> AsyncIterator[Database]:
-    database = await Database.open(db_path, clock=clock)
+def db_target(backend: str, db_path: Path, request: pytest.FixtureRequest) -> str | Path:
+    """What `Database.open` is given: the SQLite file, or a fresh PostgreSQL database's URL."""
+    if backend == "sqlite":
+        return db_path
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def db(db_target: str | Path, clock: Clock) -> AsyncIterator[Database]:
+    database = await Database.open(db_target, clock=clock)
     try:
         yield database
     finally:

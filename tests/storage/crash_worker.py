@@ -1,15 +1,20 @@
 """Child process for test_crash.py: a stream of holds, settlements, releases and adjusts until it is killed.
 
-Usage: python -m tests.storage.crash_worker DB_PATH SEED
+Usage: python -m tests.storage.crash_worker DB_PATH_OR_URL SEED [--hang-in-transaction]
 Prints "ready" once its first job is written, so the parent knows it is mid-stream when it kills it.
+With --hang-in-transaction it instead stops inside create_with_hold's transaction, after the job row and its
+hold are written but before COMMIT, prints "in-transaction" and waits to be killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
+from collections.abc import AsyncIterator
 
+from storage.conn import Conn
 from storage.db import Database
 from storage.errors import QuotaRefused
 from storage.jobs import NewJob
@@ -57,5 +62,25 @@ async def stream(path: str, seed: int) -> None:
             announced = True
 
 
+async def hang_in_transaction(target: str) -> None:
+    db = await Database.open(target)
+    await db.guilds.update(GUILD, starting_credits=1_000, cooldown_seconds=0, max_jobs_per_member=20)
+    await db.ledger.balance(GUILD, 1)  # the grant is committed; only the job and its hold stay open
+    real_write = db.write
+
+    @contextlib.asynccontextmanager
+    async def write_then_hang() -> AsyncIterator[Conn]:
+        async with real_write() as conn:
+            yield conn
+            print("in-transaction", flush=True)  # the body ran: job row and hold written, not committed
+            await asyncio.sleep(3600)
+
+    db.write = write_then_hang  # type: ignore[method-assign]
+    await db.jobs.create_with_hold(NewJob(GUILD, 1, 1, "never committed", 4, 100))
+
+
 if __name__ == "__main__":
-    asyncio.run(stream(sys.argv[1], int(sys.argv[2])))
+    if "--hang-in-transaction" in sys.argv:
+        asyncio.run(hang_in_transaction(sys.argv[1]))
+    else:
+        asyncio.run(stream(sys.argv[1], int(sys.argv[2])))

@@ -1,4 +1,8 @@
-"""Property-based: random sequences of ledger operations agree with a tiny in-memory model of the rules."""
+"""Property-based: random sequences of ledger operations agree with a tiny in-memory model of the rules.
+
+The same machine runs on SQLite (a temp file per example) and on PostgreSQL (the session's test database,
+wiped per example).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from storage.db import Database
 from storage.errors import InsufficientCredits, TooManyJobs
+from tests.pgserver import wipe
 
 from .conftest import GUILD, Clock, request, run_to_completed
 
@@ -34,7 +40,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.dir = Path(tempfile.mkdtemp(prefix="ledger-model-"))
         self.clock = Clock()
-        self.db = self.run(Database.open(self.dir / "bot.db", clock=self.clock))
+        self.db = self.run(self.open_database())
         self.run(self.db.guilds.update(GUILD, starting_credits=START, cooldown_seconds=0, max_jobs_per_member=3,
                                              refill_amount=REFILL, refill_period="daily"))
         self.available = dict.fromkeys(MEMBERS, START)
@@ -42,6 +48,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.fate: dict[str, str] = {}  # job id -> held | charged | released | refunded (the money)
         self.state: dict[str, str] = {}  # job id -> open | delivered | failed (the job)
         self.owner: dict[str, tuple[int, int]] = {}  # job id -> (member, cost)
+
+    async def open_database(self) -> Database:
+        return await Database.open(self.dir / "bot.db", clock=self.clock)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(asyncio.wait_for(coro, timeout=20))
@@ -150,7 +159,31 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.run(self.db.ledger.verify()) == []
 
 
+class PostgresLedgerMachine(LedgerMachine):
+    url = ""  # set by the pg_model_url fixture before the test case runs
+
+    async def open_database(self) -> Database:
+        assert self.url.startswith("postgresql://"), "the pg_model_url fixture did not run"
+        await wipe(self.url)
+        return await Database.open(self.url, clock=self.clock)
+
+
 LedgerMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestLedgerModel = LedgerMachine.TestCase
+
+# Fewer examples: each step is a few network round trips instead of an in-process call.
+PostgresLedgerMachine.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@pytest.fixture
+def pg_model_url(pg_shared: dict[str, str]) -> None:
+    PostgresLedgerMachine.url = pg_shared["url"]
+
+
+@pytest.mark.usefixtures("pg_model_url")
+class TestLedgerModelPostgres(PostgresLedgerMachine.TestCase):  # type: ignore[name-defined,misc]
+    pass
