@@ -1,34 +1,137 @@
-"""Real concurrent asyncio tasks on one real database file: no overspend, no double refill."""
+"""Real concurrent tasks, pools and processes on one real database (both backends): no overspend, no double
+refill, quotas that hold across connections."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.db import Database
 from storage.errors import InsufficientCredits, QuotaRefused
 
-from .conftest import ALICE, GUILD, Clock, request
+from .conftest import ALICE, BOB, GUILD, Clock, request
 
+ROOT = Path(__file__).resolve().parents[2]
 NO_LIMITS = {"max_jobs_per_member": 50, "cooldown_seconds": 0, "max_jobs_per_guild": 100}
 
 
-async def test_fifty_concurrent_requests_from_a_member_who_can_afford_three(db: Database) -> None:
-    await db.guilds.update(GUILD, starting_credits=300, **NO_LIMITS)
+async def test_fifty_concurrent_requests_from_a_member_who_can_afford_seven(db: Database) -> None:
+    await db.guilds.update(GUILD, starting_credits=700, **NO_LIMITS)
     async with asyncio.timeout(30):
         results = await asyncio.gather(*(db.jobs.create_with_hold(request(ALICE)) for _ in range(50)),
                                        return_exceptions=True)
     accepted = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, InsufficientCredits)]
-    assert len(accepted) == 3
-    assert len(refused) == 47
+    assert len(accepted) == 7
+    assert len(refused) == 43
     holds = [e for e in await db.ledger.entries(GUILD, ALICE, limit=100) if e.kind == "hold"]
-    assert len(holds) == 3
+    assert len(holds) == 7
     balance = await db.ledger.balance(GUILD, ALICE)
-    assert (balance.available, balance.held) == (0, 300)
+    assert (balance.available, balance.held) == (0, 700)
     assert await db.ledger.verify() == []
+
+
+async def _pools(target: str | Path, count: int, clock: Clock) -> list[Database]:
+    return [await Database.open(target, clock=clock) for _ in range(count)]
+
+
+async def test_fifty_requests_through_five_separate_pools_hold_exactly_seven(db_target: str | Path,
+                                                                             clock: Clock) -> None:
+    """Five Database objects (five pools, or five SQLite writers) meet at the database's own locks."""
+    dbs = await _pools(db_target, 5, clock)
+    try:
+        await dbs[0].guilds.update(GUILD, starting_credits=700, **NO_LIMITS)
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(
+                *(db.jobs.create_with_hold(request(ALICE)) for db in dbs for _ in range(10)), return_exceptions=True
+            )
+        assert [type(r).__name__ for r in results if isinstance(r, BaseException)].count("InsufficientCredits") == 43
+        assert sum(1 for r in results if not isinstance(r, BaseException)) == 7
+        assert [e.kind for e in await dbs[0].ledger.entries(GUILD, ALICE, limit=100)].count("hold") == 7
+        assert await dbs[0].ledger.verify() == []
+    finally:
+        for db in dbs:
+            await db.close()
+
+
+async def test_fifty_requests_from_three_processes_hold_exactly_seven(db_target: str | Path, tmp_path: Path) -> None:
+    """Three OS processes, each with its own connections, released at the same moment."""
+    setup = await Database.open(db_target)
+    try:
+        await setup.guilds.update(GUILD, starting_credits=700, **NO_LIMITS)
+    finally:
+        await setup.close()
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.storage.admission_worker", str(db_target), str(n), str(ALICE), str(go),
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        for n in (17, 17, 16)
+    ]
+    await asyncio.sleep(1.0)  # give every process time to open its connections before the start signal
+    go.touch()
+    async with asyncio.timeout(90):
+        outputs = [await proc.communicate() for proc in procs]
+    reports = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err.decode()[-2000:]
+        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+    assert [r["errors"] for r in reports] == [[], [], []]
+    assert sum(r["accepted"] for r in reports) == 7
+    assert sum(r["refused"].get("InsufficientCredits", 0) for r in reports) == 43
+    db = await Database.open(db_target)
+    try:
+        assert [e.kind for e in await db.ledger.entries(GUILD, ALICE, limit=100)].count("hold") == 7
+        balance = await db.ledger.balance(GUILD, ALICE)
+        assert (balance.available, balance.held) == (0, 700)
+        assert await db.ledger.verify() == []
+    finally:
+        await db.close()
+
+
+async def test_quotas_spanning_members_hold_across_pools(db_target: str | Path, clock: Clock) -> None:
+    """Daily budget (whole server), cooldown and jobs-at-once (per member), raced from three pools."""
+    dbs = await _pools(db_target, 3, clock)
+    try:
+        # Daily budget 700 = 7 jobs of 100 for the whole server, asked for by 10 members at once.
+        await dbs[0].guilds.update(GUILD, starting_credits=1_000, daily_budget=700, **NO_LIMITS)
+        members = range(300, 310)
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(
+                *(db.jobs.create_with_hold(request(user)) for db in dbs for user in members for _ in range(2)),
+                return_exceptions=True,
+            )
+        assert sum(1 for r in results if not isinstance(r, BaseException)) == 7
+        assert {type(r).__name__ for r in results if isinstance(r, BaseException)} == {"DailyBudgetExhausted"}
+
+        # Cooldown: of 30 requests from one member, one gets through.
+        await dbs[0].guilds.update(GUILD, daily_budget=0, cooldown_seconds=60)
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(
+                *(db.jobs.create_with_hold(request(BOB)) for db in dbs for _ in range(10)), return_exceptions=True
+            )
+        assert sum(1 for r in results if not isinstance(r, BaseException)) == 1
+        assert {type(r).__name__ for r in results if isinstance(r, BaseException)} == {"Cooldown"}
+
+        # Jobs at once: two per member, plenty of credits.
+        await dbs[0].guilds.update(GUILD, cooldown_seconds=0, max_jobs_per_member=2)
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(
+                *(db.jobs.create_with_hold(request(ALICE)) for db in dbs for _ in range(10)), return_exceptions=True
+            )
+        assert sum(1 for r in results if not isinstance(r, BaseException)) == 2
+        assert {type(r).__name__ for r in results if isinstance(r, BaseException)} == {"TooManyJobs"}
+        assert await dbs[0].ledger.verify() == []
+    finally:
+        for db in dbs:
+            await db.close()
 
 
 async def test_a_thousand_concurrent_hold_settle_pairs_never_overspend(db: Database) -> None:
@@ -84,10 +187,10 @@ async def test_concurrent_reads_at_a_period_boundary_refill_exactly_once(db: Dat
     assert await db.ledger.verify() == []
 
 
-async def test_two_database_objects_on_one_file_refill_exactly_once(db_path: Path, clock: Clock) -> None:
-    """Two processes (here: two writer connections) meet at the file lock, not at our asyncio.Lock."""
-    first = await Database.open(db_path, clock=clock)
-    second = await Database.open(db_path, clock=clock)
+async def test_two_database_objects_on_one_database_refill_exactly_once(db_target: str | Path, clock: Clock) -> None:
+    """Two processes (here: two writer connections or pools) meet at the database's locks, not our asyncio.Lock."""
+    first = await Database.open(db_target, clock=clock)
+    second = await Database.open(db_target, clock=clock)
     try:
         await first.guilds.update(GUILD, starting_credits=0, refill_amount=100, refill_period="weekly",
                                   cooldown_seconds=0, max_jobs_per_member=50)
