@@ -8,6 +8,22 @@ from storage.db import fetchall
 
 # Each query returns rows whose first column is a ready-made sentence: one row per problem.
 _CHECKS: tuple[str, ...] = (
+    # Amounts are whole numbers within the bounds of storage.ledger (MAX_ENTRY, MAX_BALANCE). Migration 0004
+    # refuses new ones that are not; these find what an older version may have written before it.
+    """
+    SELECT printf('ledger entry %d: amount %s/%s is not a whole number within bounds', id,
+                  CAST(delta_available AS TEXT), CAST(delta_held AS TEXT))
+    FROM ledger
+    WHERE typeof(delta_available) <> 'integer' OR typeof(delta_held) <> 'integer'
+       OR delta_available NOT BETWEEN -1000000000 AND 1000000000
+       OR delta_held NOT BETWEEN -1000000000 AND 1000000000
+    """,
+    """
+    SELECT printf('balance %d/%d: available=%s held=%s is not a whole number within bounds', guild_id, user_id,
+                  CAST(available AS TEXT), CAST(held AS TEXT))
+    FROM balances
+    WHERE typeof(available) <> 'integer' OR typeof(held) <> 'integer' OR available + held > 1000000000
+    """,
     # The cached balance equals the ledger's sums (members present on either side).
     """
     SELECT printf('balance %d/%d: cached available=%d held=%d, ledger says available=%d held=%d',
