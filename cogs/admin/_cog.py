@@ -15,17 +15,29 @@ from bot.checks import operator_hint
 from bot.pricing import DURATIONS, dollars
 from bot.upstream.errors import VideoAPIError
 from cogs.admin import _charts, _text
+from storage.errors import AmountOutOfRange
 
 if TYPE_CHECKING:
     from bot.discord_bot import SoraBot
 
 log = logging.getLogger(__name__)
 
+# The most one admin command moves (registered as the option's bounds). A client that ignores registered
+# bounds can still send anything, so the commands check again; storage caps an entry and a member's balance at
+# 1,000,000,000 (storage.ledger.MAX_ENTRY / MAX_BALANCE) and the database refuses anything beyond.
 MAX_CREDITS = 10_000_000
 Amount = app_commands.Range[int, -MAX_CREDITS, MAX_CREDITS]
 NonNegative = app_commands.Range[int, 0, MAX_CREDITS]
 PERIODS = [app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")]
 ACTIONS = [app_commands.Choice(name=a, value=a) for a in ("add", "remove", "clear", "list")]
+
+
+def amount_refusal(amount: object, low: int) -> str | None:
+    """Why an admin's amount cannot be used (None when it can): not a whole number, or outside low..MAX_CREDITS."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or not low <= amount <= MAX_CREDITS:
+        return (f"The amount must be a whole number of credits from {low:,} to {MAX_CREDITS:,}. "
+                "Nothing was changed.")
+    return None
 
 
 async def _private(interaction: discord.Interaction, text: str, **kwargs: object) -> None:
@@ -64,19 +76,35 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     @quota.command(name="set", description="Set a member's balance")
     @app_commands.describe(user="The member", amount="Their new balance in credits (100 = one 4 s video)")
     async def quota_set(self, interaction: discord.Interaction, user: discord.User, amount: NonNegative) -> None:
-        balance = await self.db.ledger.set_balance(interaction.guild_id, user.id, amount, interaction.user.id,
-                                                   f"set by {interaction.user}")
+        refusal = amount_refusal(amount, 0)
+        if refusal is not None:  # before any write: even reading a balance may grant starting credits
+            await _private(interaction, refusal)
+            return
+        try:
+            balance = await self.db.ledger.set_balance(interaction.guild_id, user.id, amount, interaction.user.id,
+                                                       f"set by {interaction.user}")
+        except AmountOutOfRange as exc:
+            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+            return
         await _private(interaction, f"{user.mention} now has **{balance.available} credits**.")
 
     @quota.command(name="add", description="Give (or, with a negative amount, take) credits")
     @app_commands.describe(user="The member", amount="Credits to add; negative takes away (never below 0)")
     async def quota_add(self, interaction: discord.Interaction, user: discord.User, amount: Amount) -> None:
+        refusal = amount_refusal(amount, -MAX_CREDITS)
+        if refusal is not None:
+            await _private(interaction, refusal)
+            return
         if amount == 0:
             await _private(interaction, "Adding 0 credits changes nothing.")
             return
         before = await self.db.ledger.balance(interaction.guild_id, user.id)
-        balance = await self.db.ledger.adjust(interaction.guild_id, user.id, amount, interaction.user.id,
-                                              f"adjusted by {interaction.user}")
+        try:
+            balance = await self.db.ledger.adjust(interaction.guild_id, user.id, amount, interaction.user.id,
+                                                  f"adjusted by {interaction.user}")
+        except AmountOutOfRange as exc:
+            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+            return
         applied = balance.available - before.available
         note = "" if applied == amount else f" (only {abs(applied)} could be taken: a balance never goes below 0)"
         await _private(interaction, f"{user.mention} now has **{balance.available} credits**{note}.")
@@ -111,7 +139,11 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         if found is None:
             await _private(interaction, "No job with that id in this server (give at least its first 8 characters).")
             return
-        done = await self.db.ledger.refund(found.id, interaction.user.id, f"refunded by {interaction.user}")
+        try:
+            done = await self.db.ledger.refund(found.id, interaction.user.id, f"refunded by {interaction.user}")
+        except AmountOutOfRange as exc:
+            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+            return
         if done:
             await _private(interaction, f"Refunded **{found.cost} credits** to <@{found.user_id}> for job `{found.id[:8]}`.")
         else:
