@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from storage.admission import check_admission
-from storage.db import fetchone
+from storage.db import fetchall, fetchone
 from storage.errors import IllegalTransition, JobNotFound
 from storage.guilds import settings_in
 from storage.ledger import add_entry, settle_in, touch_member
@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 _UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
 _IN_SLOT_SQL = ", ".join(f"'{s}'" for s in IN_SLOT)
+# What settling a job forgets: the interaction token is a secret that lets anyone post as the bot in that
+# interaction, and once the job is settled nothing of ours uses it again (callers keep the object they had).
+_FORGET_INTERACTION: dict[str, Any] = {
+    "interaction_token": None, "interaction_token_expires_at": None, "interaction_application_id": None,
+}
+ERASED = "erased"  # error_code of a job ended because an admin erased its member's or server's data
 # Columns set_state() may change; everything else (ids, money, request) is fixed at creation.
 _MUTABLE = frozenset(JOB_COLUMNS) - {"id", "seq", "guild_id", "user_id", "cost", "state", "callback_token",
                                       "created_at", "updated_at", "prompt", "duration", "aspect_ratio"}
@@ -35,6 +41,29 @@ async def _job_in(conn: aiosqlite.Connection, job_id: str) -> Job:
     if row is None:
         raise JobNotFound(job_id)
     return job_from_row(row)
+
+
+async def end_unfinished_in(conn: aiosqlite.Connection, now: float, guild_id: int, user_id: int | None,
+                            reason: str) -> list[str]:
+    """End every unfinished job of a server (or of one member there) inside the caller's transaction.
+
+    Each job's hold is released (queued: never sent; submitting, running or completed: refunded, since it will
+    not be delivered) and the job is marked failed with error_code ERASED, as finish_failed() would. Used by
+    the erasure of data, so that nothing is left to charge, post or settle. Returns the ids of the jobs ended.
+    """
+    member = "" if user_id is None else " AND user_id = ?"
+    params: tuple[int, ...] = (guild_id,) if user_id is None else (guild_id, user_id)
+    rows = await fetchall(
+        conn, f"SELECT id FROM jobs WHERE guild_id = ?{member} AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", params
+    )
+    ended = [str(row["id"]) for row in rows]
+    for job_id in ended:
+        await settle_in(conn, now, job_id, "release", reason=reason)  # False when an admin released it before
+        assignments = ", ".join(f"{name} = ?" for name in (*_FORGET_INTERACTION, "state", "error_code",
+                                                            "error_message", "finished_at", "updated_at"))
+        await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?",
+                           (*_FORGET_INTERACTION.values(), "failed", ERASED, reason, now, now, job_id))
+    return ended
 
 
 class Jobs:
@@ -125,7 +154,8 @@ class Jobs:
     async def finish_delivered(self, job_id: str, message_url: str | None) -> bool:
         """Mark the job delivered and charge its hold, together; False if it had already finished.
 
-        If an admin released the hold earlier, the job is delivered without a charge.
+        If an admin released the hold earlier, the job is delivered without a charge. The interaction token is
+        forgotten in the same transaction (see _FORGET_INTERACTION).
 
         Raises:
             JobNotFound: no such job.
@@ -139,12 +169,16 @@ class Jobs:
                 raise IllegalTransition(job_id, job.state, "delivered")
             now = self._db.now()
             await settle_in(conn, now, job_id, "charge", reason="video delivered")
-            await self._update(conn, job_id, state="delivered", delivered_message_url=message_url, finished_at=now)
+            await self._update(conn, job_id, state="delivered", delivered_message_url=message_url, finished_at=now,
+                               **_FORGET_INTERACTION)
         log.info("job %s delivered and settled", job_id)
         return True
 
     async def finish_failed(self, job_id: str, error_code: str, error_message: str) -> bool:
         """Mark the job failed and release its hold, together; False if it had already finished.
+
+        The interaction token is forgotten in the same transaction: a caller that still wants to tell the
+        member through it uses the job object it read before settling.
 
         Raises:
             JobNotFound: no such job.
@@ -156,7 +190,7 @@ class Jobs:
             now = self._db.now()
             await settle_in(conn, now, job_id, "release", reason=f"job failed: {error_code}")
             await self._update(conn, job_id, state="failed", error_code=error_code, error_message=error_message,
-                               finished_at=now)
+                               finished_at=now, **_FORGET_INTERACTION)
         log.info("job %s failed (%s); hold released", job_id, error_code)
         return True
 
@@ -170,6 +204,33 @@ class Jobs:
         """Drop the interaction token once it is useless (expired), so the secret does not linger on disk."""
         async with self._db.write() as conn:
             await self._update(conn, job_id, interaction_token=None)
+
+    async def forget_expired_interactions(self, now: float) -> int:
+        """Null every interaction token whose expiry has passed (or was never known); how many were forgotten.
+
+        A sweep for tokens of jobs still in progress (settled jobs forget theirs at once). It leaves updated_at
+        alone: the runner reads it to tell a job resumed after a restart from one it is driving itself.
+        """
+        async with self._db.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET interaction_token = NULL, interaction_token_expires_at = NULL, "
+                "interaction_application_id = NULL WHERE interaction_token IS NOT NULL "
+                "AND (interaction_token_expires_at IS NULL OR interaction_token_expires_at <= ?)",
+                (now,),
+            )
+            count = cursor.rowcount
+        if count:
+            log.info("forgot %s expired interaction tokens", count)
+        return count
+
+    async def unfinished_for(self, guild_id: int, user_id: int | None = None) -> list[Job]:
+        """A server's (or one member's there) unfinished jobs, oldest first: what an erasure must stop first."""
+        member = "" if user_id is None else " AND user_id = ?"
+        params: tuple[int, ...] = (guild_id,) if user_id is None else (guild_id, user_id)
+        rows = await self._db.fetchall(
+            f"SELECT * FROM jobs WHERE guild_id = ?{member} AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", params
+        )
+        return [job_from_row(r) for r in rows]
 
     async def unfinished(self) -> list[Job]:
         """Every job a restarted bot must resume, oldest first."""
