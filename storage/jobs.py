@@ -107,6 +107,25 @@ class Jobs:
         log.info("job %s accepted: guild %s, user %s, %s credits held", job_id, job.guild_id, job.user_id, job.cost)
         return job
 
+    async def precheck(self, request: NewJob) -> None:
+        """The admission checks of create_with_hold(), read-only: no grant, no hold, no write, no write lock.
+
+        Why: refusing a blocked member (or one out of credits, cooling down, over a limit or budget) must cost
+        less than accepting one, so the flow runs this before it downloads or decodes an image. Grants and
+        refills not yet applied are counted generously (`projected_available`), so whatever this lets through
+        is judged again, atomically, by create_with_hold().
+
+        Raises:
+            QuotaRefused: the same typed refusal create_with_hold() would raise for this request now.
+        """
+        from storage.admission import projected_available
+
+        async with self._db.snapshot() as conn:
+            now = self._db.now()
+            settings = await settings_in(conn, request.guild_id)
+            available = await projected_available(conn, now, settings, request.user_id)
+            await check_admission(conn, now, settings, request, available=available)
+
     async def get(self, job_id: str) -> Job | None:
         row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else job_from_row(row)
@@ -137,16 +156,35 @@ class Jobs:
             return await _job_in(conn, job_id)
 
     async def mark_submitting(self, job_id: str) -> Job:
-        """Record that the create request is about to be sent (counts attempts across restarts)."""
+        """Record, before it is sent, that a create is about to go out: counted, and its answer outstanding.
+
+        Written first so that the bound on creates holds across restarts and a restart finding
+        `create_inflight` knows a billed task may exist.
+
+        Raises:
+            IllegalTransition: the job is past submitting (or finished).
+        """
         async with self._db.write() as conn:
             job = await _job_in(conn, job_id)
             if job.state not in ("queued", "submitting"):
                 raise IllegalTransition(job_id, job.state, "submitting")
-            await self._update(conn, job_id, state="submitting", attempts=job.attempts + 1)
+            await self._update(conn, job_id, state="submitting", attempts=job.attempts + 1, create_inflight=1,
+                               submitted_at=self._db.now())
             return await _job_in(conn, job_id)
 
+    async def mark_create_refused(self, job_id: str) -> Job:
+        """The create's answer proved no task was made (429, 5xx, not connected): sending again is safe."""
+        return await self.set_state(job_id, "submitting", create_inflight=0)
+
     async def mark_running(self, job_id: str, task_id: str) -> Job:
-        return await self.set_state(job_id, "running", task_id=task_id)
+        return await self.set_state(job_id, "running", task_id=task_id, create_inflight=0)
+
+    async def count_unconfirmed(self, guild_id: int | None = None) -> int:
+        """Jobs refunded because a create's answer never came: each may be a task the operator paid for."""
+        sql = "SELECT COUNT(*) AS n FROM jobs WHERE error_code = 'create_unconfirmed'"
+        row = await self._db.fetchone(sql + (" AND guild_id = ?" if guild_id is not None else ""),
+                                      (guild_id,) if guild_id is not None else ())
+        return int(row["n"]) if row else 0
 
     async def mark_completed(self, job_id: str, result_url: str, expires_at: float | None) -> Job:
         return await self.set_state(job_id, "completed", result_url=result_url, result_expires_at=expires_at)
