@@ -447,12 +447,37 @@ class Interactions:
         user_id: int,
         content: str = "",
         attachments: Iterable[FileSpec] = (),
+        *,
+        embeds: Iterable[dict[str, Any]] = (),
+        forward: Message | None = None,
     ) -> Message:
-        """A message written by a user (e.g. the target of "Animate with Sora")."""
+        """A message written by a user (e.g. the target of "Animate with Sora").
+
+        ``embeds`` are stored as given (a link preview: ``{"image": {"url": …, "proxy_url": …}}``, where
+        ``url`` is the member's link and ``proxy_url`` Discord's copy; see :meth:`media_proxy_url`).
+        ``forward`` makes it a forward of that message: a ``message_reference`` of type 1 and a frozen
+        copy of the message in ``message_snapshots``, as Discord sends it.
+        """
+        import copy
+
         from .messages import new_message
 
         channel = self.world.channels[channel_id]
         if channel.type == ChannelType.dm and channel.recipient_id != user_id:
             raise InteractionError("only the DM's recipient can post in it")
         files = [_as_file(self.fake, spec) for spec in attachments]
-        return new_message(self.fake, channel, _id_of(user_id), {"content": content}, files)
+        body: dict[str, Any] = {"content": content, "embeds": [dict(e) for e in embeds]}
+        snapshots: list[Message] = []
+        if forward is not None:
+            body["message_reference"] = {"type": 1, "message_id": str(forward.id),
+                                         "channel_id": str(forward.channel_id)}
+            if forward.guild_id is not None:
+                body["message_reference"]["guild_id"] = str(forward.guild_id)
+            snapshots = [copy.copy(forward)]
+        return new_message(self.fake, channel, _id_of(user_id), body, files, snapshots=snapshots)
+
+    def media_proxy_url(self, filename: str, data: bytes, content_type: str | None = None) -> str:
+        """Store an image the way Discord's media proxy keeps a copy of a linked picture, and return the
+        ``proxy_url`` an embed would carry for it (served by this fake, like attachments)."""
+        stored = self.world.store_file(filename, data, content_type)
+        return str(self.world.attachment_payload(stored)["url"])

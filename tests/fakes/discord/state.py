@@ -354,7 +354,24 @@ class World:
             payload["nonce"] = message.nonce
         if message.message_reference is not None:
             payload["message_reference"] = message.message_reference
+        if message.snapshots:
+            payload["message_snapshots"] = [{"message": self._snapshot_payload(m)} for m in message.snapshots]
         return payload
+
+    def _snapshot_payload(self, message: Message) -> dict[str, Any]:
+        """The part of a forwarded message a forward carries (no author, no id: Discord strips them)."""
+        return {
+            "type": message.type,
+            "content": message.content,
+            "embeds": message.embeds,
+            "attachments": [self.attachment_payload(a) for a in message.attachments],
+            "timestamp": iso(message.created_at),
+            "edited_timestamp": iso(message.edited_at),
+            "flags": message.flags,
+            "mentions": [],
+            "mention_roles": [],
+            "components": message.components,
+        }
 
     def command_payload(self, command: Command) -> dict[str, Any]:
         payload = dict(command.raw)
