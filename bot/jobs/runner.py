@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.jobs.health import UpstreamHealth
-from bot.jobs.notifier import Delivery, Notifier, StatusUpdate, TooLarge, Undeliverable
+from bot.jobs.notifier import Delivery, DeliveryDelayed, Notifier, StatusUpdate, TooLarge, Undeliverable
 from bot.jobs.slots import SlotPool
 from bot.jobs.throttle import StatusThrottle
 from bot.upstream.client import VideoAPIClient
@@ -346,7 +346,11 @@ class JobRunner:
         return await self.db.jobs.mark_completed(job.id, task.video_urls[0], expires)
 
     async def _deliver(self, job: Job) -> None:
-        """Fetch the video and post it as a file (re-encoded to fit if need be), else as a link."""
+        """Fetch the video and post it as a file (re-encoded to fit if need be), else as a link.
+
+        Discord's own trouble (5xx, network) delays a delivery, retried with backoff while the video's link
+        lives; only a delivery that truly cannot happen (every target refused) is refunded.
+        """
         assert job.result_url is not None
         await self._status(job, "completed", note="Fetching your video…")
         path = self.settings.video_dir / f"{job.id}.mp4"
@@ -359,15 +363,33 @@ class JobRunner:
                 if exc.reason != "too_large":
                     raise JobFailed(exc.reason, TRY_LATER) from exc
                 size = None  # bigger than we will ever download: a link is the only way
-            delivery = await self._post_file(job, path, size) if size is not None else None
-            if delivery is None:
-                delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
+            delays = 0
+            while True:
+                try:
+                    delivery = await self._post_file(job, path, size) if size is not None else None
+                    if delivery is None:
+                        delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
+                    break
+                except DeliveryDelayed as exc:
+                    delays += 1
+                    await self._wait_to_deliver_again(job, delays, exc)
         except Undeliverable as exc:
             raise JobFailed("undeliverable", UNDELIVERABLE) from exc
         finally:
             path.unlink(missing_ok=True)
             fitted_path(path).unlink(missing_ok=True)
         await self._settle_delivered(job, delivery)
+
+    async def _wait_to_deliver_again(self, job: Job, delays: int, exc: DeliveryDelayed) -> None:
+        """Back off before posting again, unless the video's link would be dead by then (then refund)."""
+        delay = max(self.settings.backoff().backoff(delays), capped(exc.retry_after) or 0.0)
+        expires = job.result_expires_at if job.result_expires_at is not None else job.updated_at + LINK_LIFETIME
+        if self.clock() + delay >= expires:
+            raise JobFailed("undeliverable", UNDELIVERABLE) from exc
+        log.warning("delivery delayed by Discord trouble; will post again",
+                    extra={"job": job.id, "attempt": delays, "wait": round(delay, 2)})
+        await self._status(job, "completed", note="Discord is having trouble; I'll keep trying to post your video.")
+        await self.sleep(delay)
 
     async def _post_file(self, job: Job, path: Path, size: int) -> Delivery | None:
         """Post the file, shrinking it to the stated limit (or below a 413's); None when nothing fits."""
@@ -423,12 +445,13 @@ class JobRunner:
         raise AssertionError("unreachable")
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
+        before = await self.db.jobs.get(job.id) or job  # settling forgets the interaction token; the notice needs it
         if await self.db.jobs.finish_failed(job.id, code, message):
             note = f"{message} Your {job.cost} credits were refunded."
             job = await self.db.jobs.get(job.id) or job
             await self._status(job, "failed", final=True, note=note)
             with contextlib.suppress(Exception):
-                await self.notifier.announce_failure(job, note)
+                await self.notifier.announce_failure(before, note)
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -456,8 +479,9 @@ class JobRunner:
         task.add_done_callback(self._background.discard)
 
     async def _health_loop(self) -> None:
-        """While intake is paused, re-read the operator's balance so jobs resume once it is fixed."""
+        """Forget dead interaction tokens; while intake is paused, re-read the operator's balance so jobs resume."""
         while True:
+            await self._forget_dead_tokens()
             await self.sleep(self.settings.health_interval)
             if self.health.accepting:
                 continue
@@ -469,6 +493,16 @@ class JobRunner:
                 log.exception("health check failed")
             else:
                 self.health.record_balance(credits.balance)
+
+    async def _forget_dead_tokens(self) -> None:
+        """Interaction tokens are secrets: once Discord has killed one (15 minutes), nothing needs it."""
+        try:
+            forgotten = await self.db.jobs.forget_expired_interactions(self.clock())
+        except Exception:
+            log.exception("forgetting expired interaction tokens failed")
+            return
+        if forgotten:
+            log.info("forgot expired interaction tokens", extra={"count": forgotten})
 
     async def check_now(self) -> int | None:
         """Read the operator's balance once (for /sora-admin status); updates health either way."""
