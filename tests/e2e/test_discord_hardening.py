@@ -17,7 +17,20 @@ import pytest
 from bot.jobs import runner as runner_module
 from bot.jobs.throttle import StatusThrottle
 from storage.models import Job
-from tests.e2e.harness import InProcessBot, World, accepted, assert_friendly, assert_settled, video_posts
+from tests.e2e.harness import (
+    InProcessBot,
+    SubprocessBot,
+    World,
+    accepted,
+    assert_friendly,
+    assert_settled,
+    read_db,
+    start_subprocess,
+    video_posts,
+    wait_db,
+)
+from tests.e2e.test_crash import prepare, settle_and_audit
+from tests.fakes.discord.faults import hold_creates
 from tests.fakes.discord.rest import invalid_requests
 
 WEBHOOK_POST = "/webhooks/{application_id}/{token}"
@@ -167,3 +180,60 @@ async def test_5xx_on_every_path_for_a_while_delays_the_delivery_then_delivers_o
     assert uploads(world) == [CHANNEL_POST]
     print(f"DISCORD-FIGURES 503s met during a delivery before it went through: {outage.hits}")
     await assert_settled(bot, world, job)
+
+
+# ---- a kill between posting the video and recording it ---------------------------------------------------------
+
+async def _kill_while_the_post_is_unrecorded(world: World, chatter_before: int, chatter_after: int) -> SubprocessBot:
+    """A job whose token died delivers through the channel; Discord stores the post but its answer never
+    reaches the bot, which is SIGKILLed; `chatter_*` other messages land before and after the post."""
+    await prepare(world, [world.member])
+    world.sim.state.configure({"processing_seconds": 1000})
+    bot = await start_subprocess(world)
+    await accepted(await old_token_generate(world))
+    await wait_db(world, "SELECT id FROM jobs WHERE state = 'running' AND status_message_id IS NOT NULL",
+                  what="a running job with its status message")
+    world.fake.clock.advance(60)  # the token is dead: the video goes through the channel, as the bot
+    for n in range(chatter_before):
+        world.fake.post_user_message(world.channel.id, world.other.id, f"meanwhile {n}")
+    hold = hold_creates(world.fake, rf"^/channels/{world.channel.id}/messages$", with_files=True)
+    world.sim.state.clock.advance(1000)
+    await world.fake.wait_for(lambda: hold.held, timeout=20, what="Discord stored the video post")
+    for n in range(chatter_after):
+        world.fake.post_user_message(world.channel.id, world.other.id, f"after the video {n}")
+    bot.kill9()
+    await bot.wait_dead()
+    hold.release()
+    assert read_db(world, "SELECT state FROM jobs")[0]["state"] == "completed"  # posted, not recorded
+    return bot
+
+
+async def test_kill_between_post_and_record_in_a_busy_channel_posts_nothing_new(world: World) -> None:
+    """120 messages between the job's start and its post, 150 after it, and the restart comes after Discord's
+    nonce window: the restarted bot finds its post by reading the channel newest first, posts nothing new,
+    and the job is delivered and charged once."""
+    await _kill_while_the_post_is_unrecorded(world, chatter_before=120, chatter_after=150)
+    world.fake.clock.advance(world.fake.world.nonce_window + 60)
+    bot = await start_subprocess(world)
+    outcome = await settle_and_audit(world, bot, [world.member], 1)
+    print(f"DISCORD-FIGURES duplicate posts after a kill in a busy channel (270 other messages): "
+          f"{outcome.duplicates}")
+    assert outcome.delivered == 1 and outcome.duplicates == 0
+    history = world.fake.requests_to("GET", "/channels/{channel_id}/messages")
+    assert 1 <= len(history) <= 5  # bounded: at most HISTORY_LIMIT messages, 100 a page
+
+
+async def test_kill_between_post_and_record_where_history_is_unreadable_the_nonce_returns_the_post(
+        world: World) -> None:
+    """The bot may post but not read history, so it cannot look: the repeated post carries the same nonce,
+    and Discord (within its window) answers with the first message instead of a second one."""
+    world.fake.forbid(world.channel.id, {"read_message_history"})
+    await _kill_while_the_post_is_unrecorded(world, chatter_before=3, chatter_after=3)
+    bot = await start_subprocess(world)
+    outcome = await settle_and_audit(world, bot, [world.member], 1)
+    assert outcome.delivered == 1 and outcome.duplicates == 0
+    # Resumed jobs may start before the gateway filled the cache: then the history read is tried once (403).
+    assert len(invalid_requests(world.fake, rf"^/channels/{world.channel.id}/")) <= 1
+    [post] = video_posts(world, read_db(world, "SELECT id FROM jobs")[0]["id"])
+    delivered = read_db(world, "SELECT delivered_message_url FROM jobs")[0]["delivered_message_url"]
+    assert delivered.endswith(f"/{post.id}")
