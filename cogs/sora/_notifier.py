@@ -132,7 +132,7 @@ class DiscordNotifier:
                                    for n in needed)]
         missing = [n for n in names if not getattr(perms, n, False)]
         if missing:
-            log.info("skipping a channel the bot may not use",
+            log.debug("skipping a channel the bot may not use",
                      extra={"channel": channel_id, "missing": ",".join(missing)})
         return bool(missing)
 
