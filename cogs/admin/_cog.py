@@ -261,6 +261,9 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     @app_commands.command(name="usage", description="What this server spent: jobs, credits, dollars, top members")
     @app_commands.describe(days="How many days back (default 30)")
     async def usage(self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] = 30) -> None:
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:  # a bounds-ignoring client
+            await _private(interaction, "The number of days must be a whole number from 1 to 365.")
+            return
         usage = await self.db.reports.guild_usage(interaction.guild_id, days)
         text = _text.usage_text(usage, days)
         kwargs: dict[str, object] = {}

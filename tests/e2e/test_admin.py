@@ -136,6 +136,25 @@ async def test_out_of_range_amounts_are_refused_privately_before_any_write(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+@pytest.mark.parametrize(("path", "options", "expected"), [
+    ("config refill", {"amount": 2**63, "period": "daily"}, "refill amount must be"),
+    ("config defaults", {"starting_credits": 10**30}, "Starting credits must be"),
+    ("config limits", {"daily_budget": 2**63}, "daily budget must be"),
+    ("config limits", {"per_member": 10**30}, "Jobs at once per member must be"),
+    ("config limits", {"cooldown": 1.5}, "cooldown must be"),
+    ("usage", {"days": 10**30}, "from 1 to 365"),
+    ("usage", {"days": 0}, "from 1 to 365"),
+])
+async def test_out_of_range_settings_are_refused_privately(world: World, bot: InProcessBot,
+                                                            caplog: pytest.LogCaptureFixture, path: str,
+                                                            options: dict[str, Any], expected: str) -> None:
+    caplog.set_level(logging.WARNING)
+    answer = await unbounded(world, path, **options)
+    assert expected in answer.content, answer.content
+    assert await bot.db.fetchall("SELECT 1 FROM guild_settings") == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def test_a_balance_at_its_cap_refuses_more_in_plain_words(world: World, bot: InProcessBot) -> None:
     from storage.ledger import MAX_BALANCE
 
