@@ -1,10 +1,15 @@
-"""`sora-bot check`: is everything the bot needs in place? One line per check, a non-zero exit if not."""
+"""`sora-bot check`: is everything `run` needs in place? One line per check, a non-zero exit if not.
+
+It exists so an operator (or a deploy script, or a container's start) can ask "will `run` work?" and trust the
+exit code: a missing or refused Discord token fails it just as a refused API key or an unusable database does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import aiohttp
+from yarl import URL
 
 from bot.config import Settings
 from bot.pricing import dollars
@@ -24,17 +29,28 @@ OPERATOR_HINTS = {
 }
 
 
+DISCORD_API_BASE = "https://discord.com/api/v10"  # discord.py's own default; DISCORD_API_BASE overrides it
+DISCORD_TIMEOUT = aiohttp.ClientTimeout(total=15)
+
+
 def operator_hint(error: VideoAPIError) -> str:
     """A sentence about an upstream failure for whoever can fix it (not the member-facing text)."""
     return OPERATOR_HINTS.get(error.code, error.user_message)
 
 
 async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> int:
-    """Check configuration, the database file, the API key and the operator's balance."""
+    """Check configuration, the Discord token, the database file, the API key and the operator's balance.
+
+    Every check runs (so one run names every problem); the exit code is 1 if any failed.
+    """
     ok = True
     say(f"✓ configuration: API {settings.sora_api_base}, database {settings.database_path}")
-    if settings.discord_token is None:
-        say("! DISCORD_TOKEN is not set: `run` and `sync` need it")
+    problem = await discord_token_problem(settings)
+    if problem is None:
+        say("✓ Discord accepted DISCORD_TOKEN")
+    else:
+        ok = False
+        say(f"✗ {problem}")
     try:
         db = await Database.open(settings.database_path)
         await db.close()
@@ -53,3 +69,27 @@ async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> 
             say(f"✓ video API key works; operator balance {credits.balance} credits "
                 f"(${dollars(credits.balance):,.2f})")
     return 0 if ok else 1
+
+
+async def discord_token_problem(settings: Settings) -> str | None:
+    """Why `run` could not log in to Discord (a sentence naming what to fix), or None when the token works.
+
+    Asks Discord who the token belongs to (GET /users/@me, what discord.py's login does first), at
+    DISCORD_API_BASE when set. The token is sent only there and never printed.
+    """
+    if settings.discord_token is None:
+        return "DISCORD_TOKEN is not set: `run` and `sync` need the bot's token (Discord Developer Portal → Bot)"
+    base = settings.discord_api_base or DISCORD_API_BASE
+    headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}", "User-Agent": "sora-bot check"}
+    try:
+        async with (aiohttp.ClientSession(timeout=DISCORD_TIMEOUT) as session,
+                    session.get(f"{base.rstrip('/')}/users/@me", headers=headers) as response):
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        host = URL(base).host or base
+        return f"Discord at {host} could not be reached ({exc.__class__.__name__}): check the network or DISCORD_API_BASE"
+    if status == 200:
+        return None
+    if status == 401:
+        return "Discord refused the token: check DISCORD_TOKEN"
+    return f"Discord answered HTTP {status} when checking the token: try again, or check DISCORD_API_BASE"

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.set_defaults(func=_cmd_sync)
 
-    check = sub.add_parser("check", help="check configuration, database, the API key and the operator's balance")
+    check = sub.add_parser("check", help="check what `run` needs: configuration, the Discord token, database, "
+                                       "the API key and the operator's balance (exit 1 if anything fails)")
     check.set_defaults(func=_cmd_check)
 
     from bot import cli_video

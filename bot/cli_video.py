@@ -20,7 +20,11 @@ from aiohttp import web
 
 from bot.images import MAX_IMAGE_BYTES, ImageInfo, ImageRejected, check_image
 from bot.simulator import FAULT_KINDS, Simulator, SimulatorState, run_simulator
-from bot.upstream import PollSchedule, Task, VideoAPIClient, VideoAPIError, wait_for_task
+from bot.upstream import PollSchedule, RetryPolicy, Task, VideoAPIClient, VideoAPIError, wait_for_task
+from bot.upstream.errors import CreateUnconfirmed
+from bot.upstream.retry import READ_FAILURES, capped
+
+MAX_CREATES = 6  # as for the bot's jobs: each create may bill the operator
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class GenerateRequest:
     api_key: str
     max_bytes: int = 512 * 1024 * 1024
     download_timeout: float = 600.0
+    job_timeout: float = 43200.0
+    time_scale: float = 1.0  # SORA_TIME_SCALE: shrinks every wait, as in the bot
 
 
 class ProgressBar:
@@ -155,18 +161,23 @@ async def generate(req: GenerateRequest, *, schedule: PollSchedule | None = None
             else:
                 raise CLIError("--image must be an http(s) URL with this API: the video service can't read files "
                                "on this computer. Upload the image somewhere public and pass its URL.")
-        api = VideoAPIClient(session, base_url=req.base_url, api_key=req.api_key)
+        scale = req.time_scale
+        api = VideoAPIClient(session, base_url=req.base_url, api_key=req.api_key,
+                             retry=RetryPolicy(base_delay=0.5 * scale, max_delay=8.0 * scale))
         bar = ProgressBar(err)
         bar.update(state="submitting")
-        task_id = await api.create_task(prompt=req.prompt, duration=req.duration,
-                                        aspect_ratio=req.aspect_ratio, image_url=image_url)
+        task_id = await _create(api, req, image_url, bar)
         bar.update(state="pending")
-        ticker = asyncio.create_task(_tick(bar)) if bar.tty else None
+        ticker = asyncio.create_task(_tick(bar))  # the clock ticks on its own; status reads follow the schedule
         try:
-            task = await wait_for_task(api, task_id, schedule=schedule or PollSchedule(), on_update=bar.update)
+            task = await wait_for_task(api, task_id, schedule=schedule or PollSchedule(), on_update=bar.update,
+                                       on_read_failure=lambda exc, run: bar.update(state="retrying"),
+                                       deadline=time.time() + req.job_timeout,
+                                       read_failures=RetryPolicy(max_attempts=READ_FAILURES.max_attempts,
+                                                                 base_delay=READ_FAILURES.base_delay * scale,
+                                                                 max_delay=READ_FAILURES.max_delay * scale))
         finally:
-            if ticker is not None:
-                ticker.cancel()
+            ticker.cancel()
             bar.finish()
         if task.status != "completed" or not task.video_urls:
             raise CLIError("the video provider couldn't make this video (prompts with prohibited content are a "
@@ -178,10 +189,32 @@ async def generate(req: GenerateRequest, *, schedule: PollSchedule | None = None
     return dest
 
 
+async def _create(api: VideoAPIClient, req: GenerateRequest, image_url: str | None, bar: ProgressBar) -> str:
+    """Send the create, again only when the answer proved no task was made (at most MAX_CREATES in all)."""
+    policy = RetryPolicy(max_attempts=MAX_CREATES, base_delay=2.0 * req.time_scale, max_delay=60.0 * req.time_scale)
+    failures = 0
+    while True:
+        try:
+            return await api.create_task(prompt=req.prompt, duration=req.duration, aspect_ratio=req.aspect_ratio,
+                                         image_url=image_url)
+        except CreateUnconfirmed as exc:
+            raise CLIError("the video service didn't answer the request, so a video may or may not have been "
+                           "started (and billed); not sending it again. Check your provider's dashboard before "
+                           "retrying.") from exc
+        except VideoAPIError as exc:
+            failures += 1
+            delay = policy.delay(failures) if exc.retryable else None
+            if delay is None:
+                raise
+            bar.update(state="retrying")
+            await asyncio.sleep(max(delay, capped(exc.retry_after) or 0.0))
+
+
 async def _tick(bar: ProgressBar) -> None:
     while True:
         await asyncio.sleep(1.0)
-        bar.draw()
+        if bar.tty:
+            bar.draw()
 
 
 def _run(coro: Any) -> int:
@@ -226,8 +259,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         prompt=args.prompt, duration=args.duration, aspect_ratio=args.aspect_ratio, image=args.image,
         output=args.output, base_url=base, api_key=settings.sora_api_key.get_secret_value(),
         max_bytes=settings.max_video_bytes, download_timeout=settings.download_timeout,
+        job_timeout=settings.job_timeout, time_scale=settings.time_scale,
     )
-    return _run(generate(req, schedule=FAST_POLLS if is_loopback(base) else None))
+    return _run(generate(req, schedule=PollSchedule().scaled(settings.time_scale)))
 
 
 def _simulator_state(args: argparse.Namespace) -> SimulatorState:

@@ -71,6 +71,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     time_scale: float = 1.0  # shrinks poll and retry waits for tests and demos; 1 in production
+    job_timeout: float = 43200.0  # a submitted task still unfinished this long is given up and refunded
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -182,4 +183,5 @@ def load_settings(
         log_level=opt("LOG_LEVEL", lambda n, v: _choice(n, v.upper(), LOG_LEVELS), "INFO"),
         log_format=opt("LOG_FORMAT", lambda n, v: _choice(n, v, ("text", "json")), "text"),
         time_scale=opt("SORA_TIME_SCALE", lambda n, v: _float(n, v, minimum=0.0001), 1.0),
+        job_timeout=opt("JOB_TIMEOUT", lambda n, v: _float(n, v, minimum=1.0), 43200.0),
     )

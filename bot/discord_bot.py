@@ -19,7 +19,7 @@ from bot.images import ImageRejected
 from bot.jobs.runner import JobRunner, RunnerSettings
 from bot.prompts import PromptRejected
 from bot.upstream.client import VideoAPIClient
-from bot.upstream.retry import DEFAULT_STEPS, PollSchedule
+from bot.upstream.retry import PollSchedule
 from storage.db import Database
 from storage.errors import QuotaRefused
 
@@ -148,10 +148,11 @@ class SoraBot(commands.Bot):
                 retry_base=2.0 * s.time_scale,
                 retry_cap=120.0 * s.time_scale,
                 health_interval=60.0 * s.time_scale,
-                busy_patience=1800.0 * s.time_scale,
+                job_timeout=s.job_timeout,
+                unconfirmed_wait=3600.0 * s.time_scale,
                 queue_refresh=10.0 * s.time_scale,
             ),
-            schedule=PollSchedule(steps=tuple(x * s.time_scale for x in DEFAULT_STEPS), cap=120.0 * s.time_scale),
+            schedule=PollSchedule().scaled(s.time_scale),
         )
         for name in COGS:
             await self.load_extension(name)

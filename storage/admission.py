@@ -17,15 +17,18 @@ from storage.errors import (
 from storage.guilds import GuildSettings, blocked_reason_in
 from storage.ledger import balance_in, next_refill
 from storage.models import UNFINISHED, NewJob
-from storage.periods import day_start, next_period_start
+from storage.periods import day_start, next_period_start, period_key
 
 _UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
 
 
-async def check_admission(conn: Conn, now: float, settings: GuildSettings, request: NewJob) -> None:
+async def check_admission(conn: Conn, now: float, settings: GuildSettings, request: NewJob, *,
+                          available: int | None = None) -> None:
     """Raise the first refusal that applies, in the order members find most useful to hear them.
 
     Runs after the member's starting grant and refill, so the balance it checks is the one they would see.
+    `available` replaces the stored balance when the caller could not apply the grant and refill (the
+    read-only pre-check passes `projected_available()`); otherwise the balance is read in `conn`.
     The caller holds the guild's admission lock (PostgreSQL), so counts, cooldown and the daily budget cannot
     change under it except downwards; the balance row is locked here before it is read.
 
@@ -60,9 +63,32 @@ async def check_admission(conn: Conn, now: float, settings: GuildSettings, reque
             resets_at = next_period_start("daily", now)
             assert resets_at is not None
             raise DailyBudgetExhausted(settings.daily_budget, spent, request.cost, resets_at)
-    available, _ = await balance_in(conn, guild_id, user_id, lock=True)
+    if available is None:
+        available, _ = await balance_in(conn, guild_id, user_id, lock=True)
     if available < request.cost:
         raise InsufficientCredits(available, request.cost, next_refill(settings, now))
+
+
+async def projected_available(conn: Conn, now: float, settings: GuildSettings, user_id: int) -> int:
+    """At most what the member would have available once `touch_member` ran, computed without writing.
+
+    A member new to the server would get the starting credits; a refill not yet applied this period would top
+    them up to at most `refill_amount`. Both are counted generously, so the pre-check that uses this never
+    refuses someone the atomic check would accept; the atomic check in `create_with_hold` stays the judge.
+    """
+    row = await fetchone(
+        conn, "SELECT available FROM balances WHERE guild_id = ? AND user_id = ?", (settings.guild_id, user_id)
+    )
+    available = max(0, settings.starting_credits) if row is None else int(row["available"])
+    key = period_key(settings.refill_period, now)
+    if key is not None and settings.refill_amount > 0:
+        done = await fetchone(
+            conn, "SELECT 1 AS done FROM refill_periods WHERE guild_id = ? AND user_id = ? AND period_key = ?",
+            (settings.guild_id, user_id, key),
+        )
+        if done is None:
+            available = max(available, settings.refill_amount)
+    return available
 
 
 async def spent_today(conn: Conn, guild_id: int, now: float) -> int:

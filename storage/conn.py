@@ -10,6 +10,8 @@ interface, so a repository never asks which backend it runs on:
   lock on PostgreSQL; nothing on SQLite, for the same reason).
 - `day_number(column)`: whole UTC days between `column` and a `?` parameter (integer casts round on
   PostgreSQL and truncate on SQLite).
+- `whole_number(column)`: whether a value is an integer (`typeof()` on SQLite, where any column can hold
+  any type; always true for PostgreSQL's BIGINT columns).
 
 Everything else — `ON CONFLICT … DO NOTHING/UPDATE`, `RETURNING`, `COUNT(*) FILTER`, partial indexes — is
 written once and means the same on both.
@@ -64,6 +66,10 @@ class Conn(Protocol):
 
     def day_number(self, column: str) -> str:
         """SQL for the whole number of days from a `?` parameter (a UNIX time) to `column`, rounded down."""
+        ...
+
+    def whole_number(self, column: str) -> str:
+        """SQL that is true when `column` holds an integer (SQLite lets any column hold any type)."""
         ...
 
 

@@ -48,6 +48,18 @@ class IllegalTransition(StorageError, ValueError):
         self.wanted = wanted
 
 
+class AmountOutOfRange(StorageError, ValueError):
+    """An amount of credits is not a whole number within the stated bounds; nothing was written.
+
+    `user_message` is a sentence for the admin who typed it. The bounds are storage.ledger.MAX_ENTRY (one
+    entry) and MAX_BALANCE (a member's available + held), also enforced by migration 0004.
+    """
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
 class QuotaRefused(StorageError):
     """A job was refused before any credit moved; `user_message` tells the member what to do."""
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage.admission import check_admission
 from storage.conn import ADMISSION, GUILD, Conn
-from storage.db import fetchone
+from storage.db import fetchall, fetchone
 from storage.errors import IllegalTransition, JobNotFound
 from storage.guilds import settings_in
 from storage.ledger import add_entry, settle_in, touch_member
@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 
 _UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
 _IN_SLOT_SQL = ", ".join(f"'{s}'" for s in IN_SLOT)
+# What settling a job forgets: the interaction token is a secret that lets anyone post as the bot in that
+# interaction, and once the job is settled nothing of ours uses it again (callers keep the object they had).
+_FORGET_INTERACTION: dict[str, Any] = {
+    "interaction_token": None, "interaction_token_expires_at": None, "interaction_application_id": None,
+}
+ERASED = "erased"  # error_code of a job ended because an admin erased its member's or server's data
 # Columns set_state() may change; everything else (ids, money, request) is fixed at creation.
 _MUTABLE = frozenset(JOB_COLUMNS) - {"id", "seq", "guild_id", "user_id", "cost", "state", "callback_token",
                                       "created_at", "updated_at", "prompt", "duration", "aspect_ratio"}
@@ -35,6 +41,29 @@ async def _job_in(conn: Conn, job_id: str, *, lock: bool = False) -> Job:
     if row is None:
         raise JobNotFound(job_id)
     return job_from_row(row)
+
+
+async def end_unfinished_in(conn: Conn, now: float, guild_id: int, user_id: int | None,
+                            reason: str) -> list[str]:
+    """End every unfinished job of a server (or of one member there) inside the caller's transaction.
+
+    Each job's hold is released (queued: never sent; submitting, running or completed: refunded, since it will
+    not be delivered) and the job is marked failed with error_code ERASED, as finish_failed() would. Used by
+    the erasure of data, so that nothing is left to charge, post or settle. Returns the ids of the jobs ended.
+    """
+    member = "" if user_id is None else " AND user_id = ?"
+    params: tuple[int, ...] = (guild_id,) if user_id is None else (guild_id, user_id)
+    rows = await fetchall(
+        conn, f"SELECT id FROM jobs WHERE guild_id = ?{member} AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", params
+    )
+    ended = [str(row["id"]) for row in rows]
+    for job_id in ended:
+        await settle_in(conn, now, job_id, "release", reason=reason)  # False when an admin released it before
+        assignments = ", ".join(f"{name} = ?" for name in (*_FORGET_INTERACTION, "state", "error_code",
+                                                            "error_message", "finished_at", "updated_at"))
+        await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?",
+                           (*_FORGET_INTERACTION.values(), "failed", ERASED, reason, now, now, job_id))
+    return ended
 
 
 class Jobs:
@@ -82,6 +111,25 @@ class Jobs:
         log.info("job %s accepted: guild %s, user %s, %s credits held", job_id, job.guild_id, job.user_id, job.cost)
         return job
 
+    async def precheck(self, request: NewJob) -> None:
+        """The admission checks of create_with_hold(), read-only: no grant, no hold, no write, no write lock.
+
+        Why: refusing a blocked member (or one out of credits, cooling down, over a limit or budget) must cost
+        less than accepting one, so the flow runs this before it downloads or decodes an image. Grants and
+        refills not yet applied are counted generously (`projected_available`), so whatever this lets through
+        is judged again, atomically, by create_with_hold().
+
+        Raises:
+            QuotaRefused: the same typed refusal create_with_hold() would raise for this request now.
+        """
+        from storage.admission import projected_available
+
+        async with self._db.snapshot() as conn:
+            now = self._db.now()
+            settings = await settings_in(conn, request.guild_id)
+            available = await projected_available(conn, now, settings, request.user_id)
+            await check_admission(conn, now, settings, request, available=available)
+
     async def get(self, job_id: str) -> Job | None:
         row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else job_from_row(row)
@@ -112,16 +160,35 @@ class Jobs:
             return await _job_in(conn, job_id)
 
     async def mark_submitting(self, job_id: str) -> Job:
-        """Record that the create request is about to be sent (counts attempts across restarts)."""
+        """Record, before it is sent, that a create is about to go out: counted, and its answer outstanding.
+
+        Written first so that the bound on creates holds across restarts and a restart finding
+        `create_inflight` knows a billed task may exist.
+
+        Raises:
+            IllegalTransition: the job is past submitting (or finished).
+        """
         async with self._db.write() as conn:
             job = await _job_in(conn, job_id, lock=True)
             if job.state not in ("queued", "submitting"):
                 raise IllegalTransition(job_id, job.state, "submitting")
-            await self._update(conn, job_id, state="submitting", attempts=job.attempts + 1)
+            await self._update(conn, job_id, state="submitting", attempts=job.attempts + 1, create_inflight=1,
+                               submitted_at=self._db.now())
             return await _job_in(conn, job_id)
 
+    async def mark_create_refused(self, job_id: str) -> Job:
+        """The create's answer proved no task was made (429, 5xx, not connected): sending again is safe."""
+        return await self.set_state(job_id, "submitting", create_inflight=0)
+
     async def mark_running(self, job_id: str, task_id: str) -> Job:
-        return await self.set_state(job_id, "running", task_id=task_id)
+        return await self.set_state(job_id, "running", task_id=task_id, create_inflight=0)
+
+    async def count_unconfirmed(self, guild_id: int | None = None) -> int:
+        """Jobs refunded because a create's answer never came: each may be a task the operator paid for."""
+        sql = "SELECT COUNT(*) AS n FROM jobs WHERE error_code = 'create_unconfirmed'"
+        row = await self._db.fetchone(sql + (" AND guild_id = ?" if guild_id is not None else ""),
+                                      (guild_id,) if guild_id is not None else ())
+        return int(row["n"]) if row else 0
 
     async def mark_completed(self, job_id: str, result_url: str, expires_at: float | None) -> Job:
         return await self.set_state(job_id, "completed", result_url=result_url, result_expires_at=expires_at)
@@ -129,7 +196,8 @@ class Jobs:
     async def finish_delivered(self, job_id: str, message_url: str | None) -> bool:
         """Mark the job delivered and charge its hold, together; False if it had already finished.
 
-        If an admin released the hold earlier, the job is delivered without a charge.
+        If an admin released the hold earlier, the job is delivered without a charge. The interaction token is
+        forgotten in the same transaction (see _FORGET_INTERACTION).
 
         Raises:
             JobNotFound: no such job.
@@ -143,12 +211,16 @@ class Jobs:
                 raise IllegalTransition(job_id, job.state, "delivered")
             now = self._db.now()
             await settle_in(conn, now, job_id, "charge", reason="video delivered")
-            await self._update(conn, job_id, state="delivered", delivered_message_url=message_url, finished_at=now)
+            await self._update(conn, job_id, state="delivered", delivered_message_url=message_url, finished_at=now,
+                               **_FORGET_INTERACTION)
         log.info("job %s delivered and settled", job_id)
         return True
 
     async def finish_failed(self, job_id: str, error_code: str, error_message: str) -> bool:
         """Mark the job failed and release its hold, together; False if it had already finished.
+
+        The interaction token is forgotten in the same transaction: a caller that still wants to tell the
+        member through it uses the job object it read before settling.
 
         Raises:
             JobNotFound: no such job.
@@ -160,7 +232,7 @@ class Jobs:
             now = self._db.now()
             await settle_in(conn, now, job_id, "release", reason=f"job failed: {error_code}")
             await self._update(conn, job_id, state="failed", error_code=error_code, error_message=error_message,
-                               finished_at=now)
+                               finished_at=now, **_FORGET_INTERACTION)
         log.info("job %s failed (%s); hold released", job_id, error_code)
         return True
 
@@ -174,6 +246,33 @@ class Jobs:
         """Drop the interaction token once it is useless (expired), so the secret does not linger on disk."""
         async with self._db.write() as conn:
             await self._update(conn, job_id, interaction_token=None)
+
+    async def forget_expired_interactions(self, now: float) -> int:
+        """Null every interaction token whose expiry has passed (or was never known); how many were forgotten.
+
+        A sweep for tokens of jobs still in progress (settled jobs forget theirs at once). It leaves updated_at
+        alone: the runner reads it to tell a job resumed after a restart from one it is driving itself.
+        """
+        async with self._db.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET interaction_token = NULL, interaction_token_expires_at = NULL, "
+                "interaction_application_id = NULL WHERE interaction_token IS NOT NULL "
+                "AND (interaction_token_expires_at IS NULL OR interaction_token_expires_at <= ?)",
+                (now,),
+            )
+            count = cursor.rowcount
+        if count:
+            log.info("forgot %s expired interaction tokens", count)
+        return count
+
+    async def unfinished_for(self, guild_id: int, user_id: int | None = None) -> list[Job]:
+        """A server's (or one member's there) unfinished jobs, oldest first: what an erasure must stop first."""
+        member = "" if user_id is None else " AND user_id = ?"
+        params: tuple[int, ...] = (guild_id,) if user_id is None else (guild_id, user_id)
+        rows = await self._db.fetchall(
+            f"SELECT * FROM jobs WHERE guild_id = ?{member} AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", params
+        )
+        return [job_from_row(r) for r in rows]
 
     async def unfinished(self) -> list[Job]:
         """Every job a restarted bot must resume, oldest first."""

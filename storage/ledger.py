@@ -3,6 +3,11 @@
 Entries are pairs (delta_available, delta_held): grant/refill/adjust (+x, 0), hold (-c, +c), charge (0, -c),
 release (+c, -c), refund (+c, 0). The schema refuses a second hold, settlement or refund for a job and any
 negative balance, so a bug here cannot spend the operator's money twice.
+
+Amounts are bounded: one entry moves at most MAX_ENTRY credits either way and a member holds at most
+MAX_BALANCE (available + held) in one server. Admin operations refuse anything else with AmountOutOfRange
+before writing; migration 0004 makes the database refuse it too, so no amount can leave SQLite's 64-bit
+integers (beyond them SQLite silently stores a REAL and balances stop adding up).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from storage.conn import GUILD, Conn, Row
 from storage.db import fetchall, fetchone
+from storage.errors import AmountOutOfRange
 from storage.guilds import GuildSettings, settings_in
 from storage.periods import next_period_start, period_key
 
@@ -23,6 +29,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("grant", "refill", "adjust", "hold", "charge", "release", "refund")
+MAX_ENTRY = 1_000_000_000  # credits one ledger entry may move either way ($5,000,000); mirrored in 0004
+MAX_BALANCE = 1_000_000_000  # a member's available + held in one server; mirrored in migration 0004
+
+
+def check_amount(amount: object, *, low: int = -MAX_ENTRY, what: str = "An amount") -> int:
+    """`amount` as an int if it is a whole number from `low` to MAX_ENTRY.
+
+    Raises:
+        AmountOutOfRange: it is not (a bool, a float, text, or too large either way); the message is for admins.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or not low <= amount <= MAX_ENTRY:
+        raise AmountOutOfRange(f"{what} must be a whole number of credits from {low:,} to {MAX_ENTRY:,}.")
+    return amount
+
+
+def _check_balance(available: int, held: int) -> None:
+    if available + held > MAX_BALANCE:
+        raise AmountOutOfRange(
+            f"That would give the member {available + held:,} credits; a member can have at most "
+            f"{MAX_BALANCE:,} (including credits held by running jobs)."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +137,12 @@ async def touch_member(conn: Conn, now: float, settings: GuildSettings, user_id:
     )
     if cursor.rowcount != 1:
         return
-    available, _ = await balance_in(conn, guild_id, user_id, lock=True)
-    if available < settings.refill_amount:
+    # Credits held by running jobs are still the member's: they come back if the job fails, so the top-up
+    # counts them, or a release after the refill would land on top of a full balance.
+    available, held = await balance_in(conn, guild_id, user_id, lock=True)
+    if available + held < settings.refill_amount:
         await add_entry(
-            conn, now, guild_id, user_id, "refill", settings.refill_amount - available, 0,
+            conn, now, guild_id, user_id, "refill", settings.refill_amount - available - held, 0,
             reason=f"{settings.refill_period} refill to {settings.refill_amount}", period=key,
         )
 
@@ -202,13 +231,19 @@ class Ledger:
         """Add (or with a negative delta, take) credits; a balance never drops below 0.
 
         The entry records the delta actually applied, so the ledger stays the truth.
+
+        Raises:
+            AmountOutOfRange: delta is not a whole number within ±MAX_ENTRY, or the balance would pass
+                MAX_BALANCE; nothing was written.
         """
+        delta = check_amount(delta)
         async with self._db.write() as conn:
             now = self._db.now()
             settings = await settings_in(conn, guild_id)
             await touch_member(conn, now, settings, user_id)
-            available, _ = await balance_in(conn, guild_id, user_id, lock=True)
-            applied = max(int(delta), -available)
+            available, held = await balance_in(conn, guild_id, user_id, lock=True)
+            applied = max(delta, -available)
+            _check_balance(available + applied, held)
             await add_entry(conn, now, guild_id, user_id, "adjust", applied, 0, actor_id=actor_id, reason=reason)
             available, held = await balance_in(conn, guild_id, user_id)
         if applied != delta:
@@ -220,15 +255,16 @@ class Ledger:
         """Make a member's available credits exactly `amount` (recorded as an adjust of the difference).
 
         Raises:
-            ValueError: amount is negative.
+            AmountOutOfRange (a ValueError): amount is not a whole number from 0 to MAX_ENTRY, or with the
+                credits held by running jobs it would pass MAX_BALANCE; nothing was written.
         """
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-            raise ValueError("A balance must be a whole number of credits, 0 or more.")
+        amount = check_amount(amount, low=0, what="A balance")
         async with self._db.write() as conn:
             now = self._db.now()
             settings = await settings_in(conn, guild_id)
             await touch_member(conn, now, settings, user_id)
-            available, _ = await balance_in(conn, guild_id, user_id, lock=True)
+            available, held = await balance_in(conn, guild_id, user_id, lock=True)
+            _check_balance(amount, held)
             await add_entry(conn, now, guild_id, user_id, "adjust", amount - available, 0, actor_id=actor_id,
                             reason=reason)
             available, held = await balance_in(conn, guild_id, user_id)
@@ -259,6 +295,7 @@ class Ledger:
             True if credits went back to the member now; False if the job was already released or refunded.
         Raises:
             LookupError: no such job (or it has no hold).
+            AmountOutOfRange: paying back a charge would take the member past MAX_BALANCE.
         """
         async with self._db.write() as conn:
             now = self._db.now()
@@ -271,6 +308,8 @@ class Ledger:
             charge = entries.get("charge")
             if charge is None:
                 return await settle_in(conn, now, job_id, "release", reason=reason, actor_id=actor_id)
+            available, held = await balance_in(conn, charge.guild_id, charge.user_id)
+            _check_balance(available - charge.delta_held, held)
             await add_entry(conn, now, charge.guild_id, charge.user_id, "refund", -charge.delta_held, 0,
                             job_id=job_id, actor_id=actor_id, reason=reason)
             return True

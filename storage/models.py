@@ -79,6 +79,8 @@ class Job:
     updated_at: float = 0.0
     finished_at: float | None = None
     upload_limit: int | None = None
+    create_inflight: int = 0  # 1 while a create's answer is outstanding: a billed task may exist
+    submitted_at: float | None = None  # when the last create was sent
 
     @property
     def is_finished(self) -> bool:

@@ -101,6 +101,9 @@ class PgConn:
         # A float-to-integer CAST rounds on PostgreSQL; floor() first makes it "whole days elapsed".
         return f"CAST(floor(({column} - ?) / 86400) AS INTEGER)"
 
+    def whole_number(self, column: str) -> str:
+        return f"({column}) IS NOT NULL"  # BIGINT columns hold nothing but whole numbers
+
 
 class PostgresBackend:
     """A pool of connections to one PostgreSQL database; each write is one READ COMMITTED transaction."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from storage.conn import GUILD
 from storage.db import fetchall
+from storage.jobs import end_unfinished_in
 from storage.ledger import Balance, LedgerEntry
 from storage.models import Job
 from storage.periods import day_start, utc
@@ -56,6 +57,14 @@ class Usage:
     dollars: float
     top_members: list[MemberUsage] = field(default_factory=list)
     daily: list[DayUsage] = field(default_factory=list)  # one per day, oldest first, zeros included
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What an erasure did: rows deleted per table (as stored before it), and the unfinished jobs it ended."""
+
+    counts: dict[str, int]
+    ended_job_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +154,22 @@ class Reports:
     async def delete_member(self, guild_id: int, user_id: int) -> dict[str, int]:
         """Erase everything stored about one member in one server, ledger included; rows deleted per table.
 
-        A job of theirs still running will find its row gone and stop.
+        Their unfinished jobs are ended first, in the same transaction (see erase()).
         """
-        return await self._erase(guild_id, user_id)
+        return (await self.erase(guild_id, user_id)).counts
 
     async def delete_guild(self, guild_id: int) -> dict[str, int]:
         """Erase everything stored about one server, ledger and settings included; rows deleted per table."""
-        return await self._erase(guild_id, None)
+        return (await self.erase(guild_id, None)).counts
 
-    async def _erase(self, guild_id: int, user_id: int | None) -> dict[str, int]:
+    async def erase(self, guild_id: int, user_id: int | None) -> Erasure:
+        """End a server's (or one member's) unfinished jobs, then erase all their rows, in one transaction.
+
+        Ending first (holds released, jobs failed with error_code "erased") means no moment exists where a job
+        is gone but its money is not settled, and the log says which jobs were stopped. The caller must have
+        stopped the runner's work on those jobs before (JobRunner.abort), so nothing posts, charges or grants
+        starting credits afterwards; a job the runner still drives would find its row gone.
+        """
         # The ledger's no-delete trigger lets rows go only while a permit for exactly this guild (and member)
         # exists; the permit is written and removed inside this one transaction, so it never outlives it.
         member = "" if user_id is None else " AND user_id = ?"
@@ -166,6 +182,9 @@ class Reports:
             await conn.lock(GUILD, guild_id)
             await fetchall(conn, f"SELECT id FROM jobs WHERE guild_id = ?{member}{conn.for_update}", params)
             await fetchall(conn, f"SELECT user_id FROM balances WHERE guild_id = ?{member}{conn.for_update}", params)
+            now = self._db.now()
+            before = await fetchall(conn, f"SELECT COUNT(*) AS n FROM ledger WHERE guild_id = ?{member}", params)
+            ended = await end_unfinished_in(conn, now, guild_id, user_id, "data erased by an admin")
             await conn.execute("INSERT INTO ledger_erasure (guild_id, user_id) VALUES (?, ?)", (guild_id, user_id))
             for table in tables:  # ledger first: its entries reference jobs
                 cursor = await conn.execute(f"DELETE FROM {table} WHERE guild_id = ?{member}", params)
@@ -174,5 +193,9 @@ class Reports:
                 cursor = await conn.execute("DELETE FROM guild_settings WHERE guild_id = ?", (guild_id,))
                 counts["guild_settings"] = cursor.rowcount
             await conn.execute("DELETE FROM ledger_erasure")
+        # Admins read what was stored before they asked: the releases written just above are not counted.
+        counts["ledger"] = int(before[0]["n"])
+        if ended:
+            log.info("ended unfinished jobs before erasing", extra={"guild": guild_id, "jobs": ",".join(ended)})
         log.info("erased data of guild %s member %s: %s", guild_id, user_id, counts)
-        return counts
+        return Erasure(counts=counts, ended_job_ids=tuple(ended))

@@ -63,6 +63,9 @@ class SQLiteConn:
         # CAST truncates towards zero; callers only ask for times at or after the parameter.
         return f"CAST(({column} - ?) / 86400 AS INTEGER)"
 
+    def whole_number(self, column: str) -> str:
+        return f"typeof({column}) = 'integer'"
+
 
 class SQLiteBackend:
     """One SQLite file: every write in BEGIN IMMEDIATE … COMMIT, one at a time behind an asyncio.Lock.

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import re
+
 from storage.conn import Conn
 from storage.db import fetchall
 
 # Each check is a sentence with %-placeholders and a query returning its values, one row per problem. The
-# sentence is filled in Python: printf() is SQLite's, and PostgreSQL's format() knows no %d.
+# sentence is filled in Python: printf() is SQLite's, and PostgreSQL's format() knows no %d. `{whole:…}`
+# becomes the backend's test for "holds a whole number" (SQLite stores any type in any column).
 _CHECKS: tuple[tuple[str, str], ...] = (
+    # Amounts are whole numbers within the bounds of storage.ledger (MAX_ENTRY, MAX_BALANCE). Migration 0004
+    # refuses new ones that are not; these find what an older version may have written before it.
+    (
+        "ledger entry %d: amount %s/%s is not a whole number within bounds",
+        """
+        SELECT id, CAST(delta_available AS TEXT), CAST(delta_held AS TEXT)
+        FROM ledger
+        WHERE NOT ({whole:delta_available}) OR NOT ({whole:delta_held})
+           OR delta_available NOT BETWEEN -1000000000 AND 1000000000
+           OR delta_held NOT BETWEEN -1000000000 AND 1000000000
+        """,
+    ),
+    (
+        "balance %d/%d: available=%s held=%s is not a whole number within bounds",
+        """
+        SELECT guild_id, user_id, CAST(available AS TEXT), CAST(held AS TEXT)
+        FROM balances
+        WHERE NOT ({whole:available}) OR NOT ({whole:held}) OR available + held > 1000000000
+        """,
+    ),
     # The cached balance equals the ledger's sums (members present on either side).
     (
         "balance %d/%d: cached available=%d held=%d, ledger says available=%d held=%d",
@@ -107,10 +130,14 @@ _CHECKS: tuple[tuple[str, str], ...] = (
 async def verify(conn: Conn) -> list[str]:
     """Run every check inside the caller's read transaction; return one sentence per problem found."""
     problems: list[str] = []
-    for sentence, sql in _CHECKS:
+    for sentence, template in _CHECKS:
+        sql = _WHOLE.sub(lambda m: conn.whole_number(m.group(1)), template)
         for row in await fetchall(conn, sql):
             problems.append(sentence % tuple(int(v) if _is_number(v) else v for v in row))
     return problems
+
+
+_WHOLE = re.compile(r"\{whole:(\w+)\}")
 
 
 def _is_number(value: object) -> bool:

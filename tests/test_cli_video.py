@@ -74,7 +74,7 @@ async def test_demo_makes_a_playable_video_without_keys(tmp_path: Path) -> None:
 
 
 async def test_generate_against_the_simulator(tmp_path: Path, live_sim: Simulator) -> None:
-    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url)
+    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url, SORA_TIME_SCALE="0.05")
     code, out, err = await run("generate", "a red fox in snow", "--duration", "8", "--aspect-ratio", "9:16",
                                cwd=tmp_path, environ=environ)
     assert code == 0, err
@@ -87,6 +87,40 @@ async def test_generate_against_the_simulator(tmp_path: Path, live_sim: Simulato
     assert not live_sim.state.requests_to("/files/")[0].authorized
 
 
+async def test_generate_follows_the_bots_frugal_poll_schedule(tmp_path: Path) -> None:
+    """A 60 s job costs 5 status reads, as in the bot (it cost 61 at one a second). Time runs 10x on both sides."""
+    state = SimulatorState(pending_seconds=5, processing_seconds=55)
+    state.speed = 10.0
+    async with Simulator(state) as sim:
+        environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=sim.base_url, SORA_TIME_SCALE="0.1")
+        code, _, err = await run("generate", "a slow sunrise", cwd=tmp_path, environ=environ)
+        assert code == 0, err
+        reads = len(sim.state.requests_to("/v1/tasks/", "GET"))
+    assert reads <= 6, reads
+    assert "100%" in err
+
+
+async def test_generate_keeps_following_through_failed_status_reads(tmp_path: Path, live_sim: Simulator) -> None:
+    """A 503 (or any failed read) on GET /v1/tasks says nothing about the task: the video still arrives."""
+    live_sim.state.inject("upstream_error", "poll", count=3)
+    live_sim.state.inject("internal_error", "poll", count=4)
+    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url, SORA_TIME_SCALE="0.02")
+    code, out, err = await run("generate", "a red fox in snow", cwd=tmp_path, environ=environ)
+    assert code == 0, err
+    (task_id,) = live_sim.state.tasks
+    assert out.strip() == f"sora-{task_id}.mp4"
+
+
+async def test_generate_never_resends_a_create_whose_answer_was_lost(tmp_path: Path, live_sim: Simulator) -> None:
+    live_sim.state.inject("lost_answer", "create")
+    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url, SORA_TIME_SCALE="0.02")
+    code, _, err = await run("generate", "a red fox in snow", cwd=tmp_path, environ=environ)
+    assert code == 1
+    assert_friendly(err)
+    assert "not sending it again" in err
+    assert len(live_sim.state.requests_to("/v1/videos/generations", "POST")) == 1
+
+
 def make_image(path: Path, size: tuple[int, int]) -> Path:
     Image.new("RGB", size, (200, 50, 50)).save(path)
     return path
@@ -94,7 +128,7 @@ def make_image(path: Path, size: tuple[int, int]) -> Path:
 
 async def test_local_image_is_served_to_a_loopback_api(tmp_path: Path, live_sim: Simulator) -> None:
     image = make_image(tmp_path / "frame.png", (640, 360))
-    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url)
+    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url, SORA_TIME_SCALE="0.05")
     code, _, err = await run("generate", "it moves", "--image", str(image), "-o", "v.mp4", cwd=tmp_path,
                              environ=environ)
     assert code == 0, err
@@ -105,7 +139,7 @@ async def test_local_image_is_served_to_a_loopback_api(tmp_path: Path, live_sim:
 
 async def test_bad_image_is_refused_before_any_upstream_call(tmp_path: Path, live_sim: Simulator) -> None:
     image = make_image(tmp_path / "tiny.png", (100, 100))
-    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url)
+    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url, SORA_TIME_SCALE="0.05")
     code, _, err = await run("generate", "x", "--image", str(image), cwd=tmp_path, environ=environ)
     assert code == 2
     assert_friendly(err)
@@ -130,7 +164,7 @@ async def test_missing_key_is_one_clear_line(tmp_path: Path) -> None:
 
 async def test_upstream_refusal_is_one_friendly_line(tmp_path: Path, live_sim: Simulator) -> None:
     live_sim.state.inject("insufficient_credits", "create")
-    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url)
+    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url, SORA_TIME_SCALE="0.05")
     code, _, err = await run("generate", "x", cwd=tmp_path, environ=environ)
     assert code == 1
     assert_friendly(err)
@@ -139,7 +173,7 @@ async def test_upstream_refusal_is_one_friendly_line(tmp_path: Path, live_sim: S
 
 async def test_failed_task_is_one_friendly_line(tmp_path: Path, live_sim: Simulator) -> None:
     live_sim.state.fail_next = 1
-    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url)
+    environ = env(SORA_API_KEY="sk-cli-test", SORA_API_BASE=live_sim.base_url, SORA_TIME_SCALE="0.05")
     code, _, err = await run("generate", "x", cwd=tmp_path, environ=environ)
     assert code == 1
     assert_friendly(err)

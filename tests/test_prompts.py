@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.prompts import PromptRejected, check_prompt, display_prompt, neutralise_mentions
+from bot.prompts import PromptRejected, check_prompt, contains_banned, display_prompt, neutralise_mentions
 
 MENTION = re.compile(r"@(everyone|here)|<@[!&]?\d+>")
 
@@ -52,3 +53,49 @@ def test_check_prompt_is_total(text: str) -> None:
 
 def test_neutralise_keeps_text_readable() -> None:
     assert neutralise_mentions("hi @everyone").replace("\u200b", "") == "hi @everyone"
+
+
+# ---- invisible characters cannot hide a banned word (issue 10, item 8) --------------------------------------------
+
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u180e", "\u2061", "\u034f", "\U000e0041"]
+
+
+@pytest.mark.parametrize("mark", INVISIBLE, ids=[f"U+{ord(c):04X}" for c in INVISIBLE])
+def test_an_invisible_character_inside_a_banned_word_does_not_hide_it(mark: str) -> None:
+    with pytest.raises(PromptRejected, match="doesn't allow"):
+        check_prompt(f"a zebra{mark}corn in a meadow", ["zebracorn"])
+
+
+def test_compatibility_forms_and_case_do_not_hide_a_banned_word() -> None:
+    for text in ("a ＺＥＢＲＡＣＯＲＮ", "a ZebraCorn", "the zebra\u00adcorn\u200d!", "ze\ufe0fbracorn"):
+        with pytest.raises(PromptRejected):
+            check_prompt(text, ["zebracorn"])
+    assert check_prompt("a zebra and a unicorn", ["zebracorn"])  # different words stay allowed
+
+
+def test_the_prompt_sent_upstream_is_the_members_text_minus_invisible_characters() -> None:
+    assert check_prompt("  A Fox\u2060 in the \u00adsnow, ＦＵＬＬ width 😀\u200d  ") == "A Fox in the snow, ＦＵＬＬ width 😀"
+
+
+@given(
+    word=st.text(alphabet=st.characters(categories=("Ll", "Lu", "Nd")), min_size=2, max_size=12),
+    marks=st.lists(st.tuples(st.integers(min_value=0, max_value=12), st.sampled_from(INVISIBLE)), max_size=6),
+    before=st.sampled_from(["", "a ", "look: "]),
+)
+def test_invisible_characters_anywhere_in_a_banned_word_never_hide_it(word: str, marks: list[tuple[int, str]],
+                                                                     before: str) -> None:
+    hidden = word
+    for position, mark in marks:
+        at = min(position, len(hidden))
+        hidden = hidden[:at] + mark + hidden[at:]
+    if contains_banned(word, [word]):  # a word that matches itself (some letters casefold to several)
+        assert contains_banned(before + hidden + " now", [word])
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=300))
+def test_what_is_sent_upstream_never_contains_a_format_character(text: str) -> None:
+    try:
+        cleaned = check_prompt(text)
+    except PromptRejected:
+        return
+    assert not any(unicodedata.category(ch) == "Cf" for ch in cleaned)

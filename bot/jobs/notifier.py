@@ -31,7 +31,21 @@ class Delivery:
 
 
 class Undeliverable(Exception):
-    """Nowhere to post the result: the channel is gone or forbidden and the requester takes no DMs."""
+    """Nowhere to post the result, for good: every way was refused (the channel is gone or forbidden, the
+    token dead, the requester takes no DMs). A failure that may pass is `DeliveryDelayed` instead."""
+
+
+class DeliveryDelayed(Exception):
+    """Every way of posting failed and at least one failure was the platform's own trouble (5xx, a network
+    error or time-out, a rate limit it would not wait out), so trying again later may work.
+
+    The video's link lives for hours: retry with backoff while it is valid instead of refunding a finished
+    video. `retry_after` is the platform's own hint in seconds (a rate limit's), else None.
+    """
+
+    def __init__(self, retry_after: float | None = None) -> None:
+        super().__init__("delivery delayed by the chat platform's trouble")
+        self.retry_after = retry_after
 
 
 class TooLarge(Exception):
@@ -43,7 +57,12 @@ class TooLarge(Exception):
 
 
 class Notifier(Protocol):
-    """The chat side of a job: status, delivery, and the limits that shape delivery."""
+    """The chat side of a job: status, delivery, and the limits that shape delivery.
+
+    Delivery may be asked for again for the same job (after `DeliveryDelayed`, or after a restart):
+    implementations make a repeated post recognisable so the platform can return the first one, and do not
+    ask again a place that refused the job for good (every refused request costs the bot standing).
+    """
 
     async def show_status(self, job: Job, update: StatusUpdate) -> None:
         """Create or edit the job's public status message; never raises for chat-side failures."""
@@ -52,10 +71,16 @@ class Notifier(Protocol):
         """The largest file, in bytes, that can be posted where this job delivers."""
 
     async def deliver_file(self, job: Job, video: Path) -> Delivery:
-        """Post the video file; raises TooLarge or Undeliverable."""
+        """Post the video file.
+
+        Raises:
+            TooLarge: the platform refused the file's size (re-encode smaller or post a link).
+            DeliveryDelayed: nothing worked, but some failure was transient: try again later.
+            Undeliverable: every way was permanently refused.
+        """
 
     async def deliver_link(self, job: Job, url: str, expires_at: float | None) -> Delivery:
-        """Post a link to the video when no file fits; raises Undeliverable."""
+        """Post a link to the video when no file fits; raises DeliveryDelayed or Undeliverable (as above)."""
 
     async def find_delivery(self, job: Job) -> Delivery | None:
         """The job's result if it was already posted (a crash came before it was recorded), else None."""

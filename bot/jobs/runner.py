@@ -10,25 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.jobs.health import UpstreamHealth
-from bot.jobs.notifier import Delivery, Notifier, StatusUpdate, TooLarge, Undeliverable
+from bot.jobs.notifier import Delivery, DeliveryDelayed, Notifier, StatusUpdate, TooLarge, Undeliverable
 from bot.jobs.slots import SlotPool
 from bot.jobs.throttle import StatusThrottle
 from bot.upstream.client import VideoAPIClient
 from bot.upstream.errors import (
+    CreateUnconfirmed,
     DownloadError,
     RateLimited,
     TaskNotFound,
+    TaskTimedOut,
     VideoAPIError,
 )
 from bot.upstream.models import Task
-from bot.upstream.retry import PollSchedule, wait_for_task
+from bot.upstream.retry import PollSchedule, RetryPolicy, capped, wait_for_task
 from bot.video_fit import fit_to_size, fitted_path
 from storage.db import Database
 from storage.models import Job
@@ -46,19 +47,8 @@ EXPIRED = "The finished video's link expired before it could be fetched."
 UNDELIVERABLE = "I couldn't post the video here or send it to you by DM."
 ABANDONED = "The video provider didn't finish this job in time."
 INTERNAL = "Something went wrong on our side."
-
-
-class _CountingReads:
-    """The API client's task reads, counting the ones that succeeded (to tell a passing blip from an outage)."""
-
-    def __init__(self, api: VideoAPIClient) -> None:
-        self.api = api
-        self.reads = 0
-
-    async def get_task(self, task_id: str) -> Task:
-        task = await self.api.get_task(task_id)
-        self.reads += 1
-        return task
+UNCONFIRMED = CreateUnconfirmed.friendly
+MAX_CREATES = 6  # creates one job may send in all, across restarts: each one may bill the operator
 
 
 class JobFailed(Exception):
@@ -79,14 +69,19 @@ class RunnerSettings:
     callback_base_url: str | None = None
     max_video_bytes: int = 512 * 1024 * 1024
     download_timeout: float = 600.0
-    submit_retries: int = 5  # 5xx and network failures at create, beyond the client's own retries
+    max_creates: int = MAX_CREATES
     poll_retries: int = 12  # status reads failing in a row (after the client's own retries) before refunding
-    busy_patience: float = 1800.0  # how long a job waits out the upstream's rate limit before refunding
-    abandon_after: float = 12 * 3600.0  # a task still unfinished this long after submit is given up
+    job_timeout: float = 12 * 3600.0  # JOB_TIMEOUT: a task still unfinished this long after submit is given up
+    unconfirmed_wait: float = 3600.0  # how long a create whose answer was lost waits for its task's callback
     health_interval: float = 60.0
     retry_base: float = 2.0
     retry_cap: float = 120.0
     queue_refresh: float = 10.0  # how often a queued job looks up its place again
+
+    def backoff(self, attempts: int | None = None) -> RetryPolicy:
+        """The one retry policy for the runner's waits: creates, status reads, downloads, deliveries."""
+        return RetryPolicy(max_attempts=attempts or self.max_creates, base_delay=self.retry_base,
+                           max_delay=self.retry_cap)
 
 
 class JobRunner:
@@ -110,9 +105,9 @@ class JobRunner:
         self.slots = SlotPool(settings.max_running)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        self._hints: dict[str, str] = {}  # task ids named by callbacks for jobs whose create answer was lost
         self._throttles: dict[str, StatusThrottle] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._rng = random.Random()
         self._started_at = clock()
         self.settings.video_dir.mkdir(parents=True, exist_ok=True)
 
@@ -120,6 +115,9 @@ class JobRunner:
 
     async def start(self) -> int:
         """Resume every unfinished job (oldest first) and start the health re-check loop."""
+        removed = self._clear_video_dir()
+        if removed:
+            log.info("removed files left by an earlier run", extra={"count": removed})
         jobs = await self.db.jobs.unfinished()
         for job in jobs:  # jobs that were past the queue keep their slots before any queued job asks for one
             if job.state != "queued":
@@ -130,6 +128,16 @@ class JobRunner:
         if jobs:
             log.info("resumed unfinished jobs", extra={"count": len(jobs)})
         return len(jobs)
+
+    def _clear_video_dir(self) -> int:
+        """Delete partial downloads and re-encodes a killed process left behind; resumed jobs fetch again."""
+        removed = 0
+        for path in self.settings.video_dir.iterdir():
+            if path.is_file() and (path.name.endswith(".part") or path.suffix == ".mp4"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     async def stop(self) -> None:
         """Cancel every job task; each step is a transaction, so nothing is left half-written."""
@@ -152,17 +160,25 @@ class JobRunner:
             while self._tasks:
                 await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
-    @property
-    def active(self) -> int:
-        return len(self._tasks)
+    async def abort(self, job_id: str) -> None:
+        """Stop driving a job now (its data is being erased); the caller settles it. No-op if not driven."""
+        task = self._tasks.get(job_id)
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
-    def queue_position(self, job_id: str) -> int | None:
-        return self.slots.position(job_id)
+    def poke(self, job_id: str, task_id: str | None = None) -> bool:
+        """A callback arrived for this job: re-read its task now instead of at the next poll.
 
-    def poke(self, job_id: str) -> bool:
-        """A callback arrived for this job: re-read its task now instead of at the next poll."""
+        `task_id` is what the callback said the task is; it is only a hint, used (after the upstream confirms
+        it) for a job whose create answer was lost.
+        """
         if job_id not in self._tasks:
             return False
+        if task_id:
+            self._hints[job_id] = task_id
         event = self._wake.setdefault(job_id, asyncio.Event())  # an early callback (still submitting) counts too
         event.set()
         return True
@@ -197,6 +213,7 @@ class JobRunner:
         finally:
             self.slots.release(job_id)
             self._wake.pop(job_id, None)
+            self._hints.pop(job_id, None)
             self._throttles.pop(job_id, None)
 
     async def _wait_for_slot(self, job: Job) -> None:
@@ -215,11 +232,20 @@ class JobRunner:
                 acquire.cancel()
 
     async def _submit(self, job: Job) -> Job:
-        job = await self.db.jobs.mark_submitting(job.id)
-        await self._status(job, "submitting")
+        """Send the create, at most `max_creates` times in all (counted in the row, so across restarts too).
+
+        Only an answer that proves no task was made (429, 5xx, no connection) allows another create; a create
+        whose answer never came may have made a billed task, so it is never sent again: the job waits for that
+        task's callback instead, or is refunded.
+        """
         failures = 0
-        busy_since: float | None = None
         while True:
+            if job.create_inflight:  # sent before, answer never seen (here, or before a restart)
+                return await self._await_unconfirmed(job)
+            if job.attempts >= self.settings.max_creates:
+                raise JobFailed("too_many_creates", TRY_LATER)
+            job = await self.db.jobs.mark_submitting(job.id)
+            await self._status(job, "submitting")
             try:
                 task_id = await self.api.create_task(
                     prompt=job.prompt,
@@ -228,25 +254,62 @@ class JobRunner:
                     image_url=job.image_url,
                     callback_url=self._callback_url(job),
                 )
-                break
-            except RateLimited as exc:
-                busy_since = busy_since or self.clock()
-                if self.clock() - busy_since > self.settings.busy_patience:
-                    raise JobFailed(exc.code, TRY_LATER) from exc
-                await self._status(job, "submitting", note="The video service is busy; your job is waiting its turn.")
-                await self.sleep(exc.retry_after or self._backoff(failures))
-                failures += 1
+            except CreateUnconfirmed as exc:
+                log.error("create sent but its answer was lost; not sending it again",
+                          extra={"job": job.id, "code": exc.cause.code, "attempt": job.attempts})
+                continue  # job.create_inflight is set: wait for the callback or refund
             except VideoAPIError as exc:
                 self.health.record(exc)
-                if not exc.retryable or failures >= self.settings.submit_retries:
-                    raise JobFailed(exc.code, exc.user_message) from exc
+                job = await self.db.jobs.mark_create_refused(job.id)
                 failures += 1
-                log.warning("create failed; retrying", extra={"job": job.id, "code": exc.code, "attempt": failures})
-                await self.sleep(exc.retry_after or self._backoff(failures))
-        log.info("submitted", extra={"job": job.id, "task": task_id})
-        return await self.db.jobs.mark_running(job.id, task_id)
+                delay = self.settings.backoff().delay(failures) if exc.retryable else None
+                if delay is None or job.attempts >= self.settings.max_creates:
+                    message = exc.user_message if not exc.retryable else TRY_LATER
+                    raise JobFailed(exc.code, message) from exc
+                delay = max(delay, capped(exc.retry_after) or 0.0)
+                if isinstance(exc, RateLimited):
+                    await self._status(job, "submitting",
+                                       note="The video service is busy; your job is waiting its turn.")
+                log.warning("create refused; retrying",
+                            extra={"job": job.id, "code": exc.code, "attempt": job.attempts, "wait": round(delay, 2)})
+                await self.sleep(delay)
+                continue
+            log.info("submitted", extra={"job": job.id, "task": task_id, "attempt": job.attempts})
+            return await self.db.jobs.mark_running(job.id, task_id)
+
+    async def _await_unconfirmed(self, job: Job) -> Job:
+        """A create whose answer was lost: recognise its task by the callback to this job's own URL, or refund.
+
+        The callback's body is never trusted: the task it names is read from the upstream before it is adopted.
+        """
+        if self._callback_url(job) is None:
+            log.error("create unconfirmed and no callbacks configured: refunding; the upstream may hold an "
+                      "orphaned task", extra={"job": job.id})
+            raise JobFailed("create_unconfirmed", UNCONFIRMED)
+        wake = self._wake.setdefault(job.id, asyncio.Event())
+        deadline = (job.submitted_at or job.updated_at) + self.settings.unconfirmed_wait
+        await self._status(job, "submitting", note="Waiting for the video service to confirm your job.")
+        while self.clock() < deadline:
+            hint = self._hints.pop(job.id, None)
+            if hint is not None:
+                try:
+                    await self.api.get_task(hint)
+                except VideoAPIError as exc:
+                    log.warning("callback named a task the upstream can't show", extra={"job": job.id, "code": exc.code})
+                else:
+                    log.info("recognised the task of a lost create by its callback", extra={"job": job.id, "task": hint})
+                    wake.set()  # its callback came, so the task has likely ended: read it at once
+                    return await self.db.jobs.mark_running(job.id, hint)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(deadline - self.clock(), 0.0)):
+                    await wake.wait()
+            wake.clear()
+        log.error("create unconfirmed and no callback came: refunding; the upstream may hold an orphaned task",
+                  extra={"job": job.id})
+        raise JobFailed("create_unconfirmed", UNCONFIRMED)
 
     async def _follow(self, job: Job, *, resumed: bool = False) -> Job:
+        """Poll (woken by callbacks) until the task ends; failed reads never end it, JOB_TIMEOUT does."""
         assert job.task_id is not None
         wake = self._wake.setdefault(job.id, asyncio.Event())
         await self._status(job, "running")
@@ -254,33 +317,25 @@ class JobRunner:
         async def on_update(task: Task) -> None:
             await self._status(job, "running", progress=task.progress)
 
-        source = _CountingReads(self.api)
-        failures, reads_seen = 0, 0
-        while True:
-            try:
-                task = await wait_for_task(
-                    source, job.task_id, schedule=self.schedule, sleep=self.sleep, on_update=on_update, wake=wake,
-                    poll_first=resumed,  # a task followed before a restart may long be done
-                )
-                resumed = False
-                break
-            except TaskNotFound as exc:
-                raise JobFailed(exc.code, LOST_TASK) from exc
-            except VideoAPIError as exc:
-                self.health.record(exc)
-                if not exc.retryable and not exc.misconfigured:
-                    raise JobFailed(exc.code, exc.user_message) from exc
-                if self.clock() - job.created_at > self.settings.abandon_after:
-                    raise JobFailed("abandoned", ABANDONED) from exc
-                # A read that worked since the last failure means the trouble passed; only a run of failures
-                # counts. A refused key or a 5xx that lasts is refunded instead of holding credits for hours.
-                failures = 1 if source.reads > reads_seen else failures + 1
-                reads_seen = source.reads
-                if failures > self.settings.poll_retries:
-                    raise JobFailed(exc.code, exc.user_message) from exc
-                log.warning("status check failed; will keep following",
-                            extra={"job": job.id, "code": exc.code, "attempt": failures})
-                await self.sleep(exc.retry_after or self._backoff(failures))
+        def on_read_failure(exc: VideoAPIError, run: int) -> None:
+            self.health.record(exc)
+            log.warning("status check failed; will keep following", extra={"job": job.id, "code": exc.code, "run": run})
+
+        submitted = job.submitted_at or job.updated_at
+        try:
+            task = await wait_for_task(
+                self.api, job.task_id, schedule=self.schedule, sleep=self.sleep, on_update=on_update,
+                on_read_failure=on_read_failure, wake=wake,
+                poll_first=resumed,  # a task followed before a restart may long be done
+                clock=self.clock, deadline=submitted + self.settings.job_timeout,
+                read_failures=self.settings.backoff(self.settings.poll_retries),
+            )
+        except TaskNotFound as exc:
+            raise JobFailed(exc.code, LOST_TASK) from exc
+        except TaskTimedOut as exc:
+            raise JobFailed(exc.code, ABANDONED) from exc
+        except VideoAPIError as exc:  # a lasting run of failed reads: refunded rather than held for hours
+            raise JobFailed(exc.code, exc.user_message if exc.misconfigured else TRY_LATER) from exc
         if task.status != "completed":
             code = task.error_code or "task_failed"
             raise JobFailed(code, FAILED_TASK)
@@ -291,7 +346,11 @@ class JobRunner:
         return await self.db.jobs.mark_completed(job.id, task.video_urls[0], expires)
 
     async def _deliver(self, job: Job) -> None:
-        """Fetch the video and post it as a file (re-encoded to fit if need be), else as a link."""
+        """Fetch the video and post it as a file (re-encoded to fit if need be), else as a link.
+
+        Discord's own trouble (5xx, network) delays a delivery, retried with backoff while the video's link
+        lives; only a delivery that truly cannot happen (every target refused) is refunded.
+        """
         assert job.result_url is not None
         await self._status(job, "completed", note="Fetching your video…")
         path = self.settings.video_dir / f"{job.id}.mp4"
@@ -304,15 +363,33 @@ class JobRunner:
                 if exc.reason != "too_large":
                     raise JobFailed(exc.reason, TRY_LATER) from exc
                 size = None  # bigger than we will ever download: a link is the only way
-            delivery = await self._post_file(job, path, size) if size is not None else None
-            if delivery is None:
-                delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
+            delays = 0
+            while True:
+                try:
+                    delivery = await self._post_file(job, path, size) if size is not None else None
+                    if delivery is None:
+                        delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
+                    break
+                except DeliveryDelayed as exc:
+                    delays += 1
+                    await self._wait_to_deliver_again(job, delays, exc)
         except Undeliverable as exc:
             raise JobFailed("undeliverable", UNDELIVERABLE) from exc
         finally:
             path.unlink(missing_ok=True)
             fitted_path(path).unlink(missing_ok=True)
         await self._settle_delivered(job, delivery)
+
+    async def _wait_to_deliver_again(self, job: Job, delays: int, exc: DeliveryDelayed) -> None:
+        """Back off before posting again, unless the video's link would be dead by then (then refund)."""
+        delay = max(self.settings.backoff().backoff(delays), capped(exc.retry_after) or 0.0)
+        expires = job.result_expires_at if job.result_expires_at is not None else job.updated_at + LINK_LIFETIME
+        if self.clock() + delay >= expires:
+            raise JobFailed("undeliverable", UNDELIVERABLE) from exc
+        log.warning("delivery delayed by Discord trouble; will post again",
+                    extra={"job": job.id, "attempt": delays, "wait": round(delay, 2)})
+        await self._status(job, "completed", note="Discord is having trouble; I'll keep trying to post your video.")
+        await self.sleep(delay)
 
     async def _post_file(self, job: Job, path: Path, size: int) -> Delivery | None:
         """Post the file, shrinking it to the stated limit (or below a 413's); None when nothing fits."""
@@ -364,16 +441,17 @@ class JobRunner:
                 if exc.reason not in ("network", "timeout") or attempt == 3:
                     raise
                 log.warning("download failed; retrying", extra={"job": job.id, "reason": exc.reason})
-                await self.sleep(self._backoff(attempt + 1))
+                await self.sleep(self.settings.backoff().backoff(attempt + 1))
         raise AssertionError("unreachable")
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
+        before = await self.db.jobs.get(job.id) or job  # settling forgets the interaction token; the notice needs it
         if await self.db.jobs.finish_failed(job.id, code, message):
             note = f"{message} Your {job.cost} credits were refunded."
             job = await self.db.jobs.get(job.id) or job
             await self._status(job, "failed", final=True, note=note)
             with contextlib.suppress(Exception):
-                await self.notifier.announce_failure(job, note)
+                await self.notifier.announce_failure(before, note)
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -394,10 +472,6 @@ class JobRunner:
         base = self.settings.callback_base_url
         return f"{base.rstrip('/')}/callbacks/{job.callback_token}" if base else None
 
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.settings.retry_cap, self.settings.retry_base * 2 ** max(attempt - 1, 0))
-        return delay * (0.5 + self._rng.random() / 2)
-
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
@@ -405,8 +479,9 @@ class JobRunner:
         task.add_done_callback(self._background.discard)
 
     async def _health_loop(self) -> None:
-        """While intake is paused, re-read the operator's balance so jobs resume once it is fixed."""
+        """Forget dead interaction tokens; while intake is paused, re-read the operator's balance so jobs resume."""
         while True:
+            await self._forget_dead_tokens()
             await self.sleep(self.settings.health_interval)
             if self.health.accepting:
                 continue
@@ -418,6 +493,16 @@ class JobRunner:
                 log.exception("health check failed")
             else:
                 self.health.record_balance(credits.balance)
+
+    async def _forget_dead_tokens(self) -> None:
+        """Interaction tokens are secrets: once Discord has killed one (15 minutes), nothing needs it."""
+        try:
+            forgotten = await self.db.jobs.forget_expired_interactions(self.clock())
+        except Exception:
+            log.exception("forgetting expired interaction tokens failed")
+            return
+        if forgotten:
+            log.info("forgot expired interaction tokens", extra={"count": forgotten})
 
     async def check_now(self) -> int | None:
         """Read the operator's balance once (for /sora-admin status); updates health either way."""

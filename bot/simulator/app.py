@@ -67,6 +67,9 @@ async def _misbehave(request: web.Request, fault: Fault) -> web.StreamResponse |
         return await _drop(request)
     if fault.kind == "drop":
         return await _drop(request)
+    if fault.kind == "slow":
+        await asyncio.sleep(float(fault.retry_after or 1.0))
+        return None
     if fault.kind == "malformed":
         return web.Response(status=200, text='{"id": "oops", "status": ', content_type="application/json")
     if fault.kind == "bad_gateway":
@@ -120,6 +123,9 @@ async def _create(request: web.Request) -> web.Response:
     task = state.create_task(prompt=req.prompt, duration=req.duration, aspect_ratio=req.aspect_ratio,
                              image_urls=req.image_urls, callback_url=req.callback_url, base_url=_origin(request))
     log.info("simulator: task %s created (%ss %s)", task.id, task.duration, task.aspect_ratio)
+    fault = request.get(FAULT)
+    if fault is not None and fault.kind == "lost_answer":  # the upstream did the work; the answer never arrives
+        return await _drop(request)
     return web.json_response({"code": 200, "msg": "success", "data": {"taskId": task.id}})
 
 

@@ -28,8 +28,10 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "upstream_error": (503, "upstream_error", "Upstream AI provider returned an error"),
 }
 # Misbehaviours beyond the table: never answer, cut the connection, broken JSON, a status string the
-# docs never mention, a bare 502 from a proxy, and an HTML page where the video should be.
-ODD_FAULTS = ("hang", "drop", "malformed", "unknown_status", "bad_gateway", "wrong_content_type", "expired")
+# docs never mention, a bare 502 from a proxy, an HTML page where the video should be, a proper answer that
+# comes `retry_after` seconds late ("slow"), and a create that makes its task but whose answer is lost.
+ODD_FAULTS = ("hang", "drop", "malformed", "unknown_status", "bad_gateway", "wrong_content_type", "expired",
+              "slow", "lost_answer")
 FAULT_KINDS = (*ERRORS, *ODD_FAULTS)
 WHERE = ("create", "poll", "credits", "video", "any")
 CREDITS_PER_SECOND = 25

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.upstream.client import Timeouts, VideoAPIClient
 from bot.upstream.errors import (
     BadResponse,
+    CreateUnconfirmed,
     DownloadError,
     InsufficientCredits,
     InternalError,
@@ -17,6 +18,7 @@ from bot.upstream.errors import (
     RateLimited,
     SpendLimitExceeded,
     TaskNotFound,
+    TaskTimedOut,
     UpstreamError,
     VideoAPIError,
     make_error,
@@ -26,6 +28,7 @@ from bot.upstream.retry import PollSchedule, RetryPolicy, parse_retry_after, wai
 
 __all__ = [
     "BadResponse",
+    "CreateUnconfirmed",
     "Credits",
     "DownloadError",
     "IPNotAllowed",
@@ -42,6 +45,7 @@ __all__ = [
     "SpendLimitExceeded",
     "Task",
     "TaskNotFound",
+    "TaskTimedOut",
     "Timeouts",
     "UpstreamError",
     "VideoAPIClient",

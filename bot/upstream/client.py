@@ -21,10 +21,9 @@ import aiohttp
 
 from bot.upstream.errors import (
     BadResponse,
+    CreateUnconfirmed,
     DownloadError,
-    InternalError,
     NetworkError,
-    RateLimited,
     VideoAPIError,
     make_error,
 )
@@ -44,17 +43,15 @@ class Timeouts:
     """Explicit time bounds per kind of call, in seconds."""
 
     connect: float = 10.0
-    create: float = 30.0
+    create: float = 120.0  # generous: a late answer is a task we can use, a missing one is a task we can't find
     poll: float = 20.0
     credits: float = 20.0
     download_read: float = 60.0  # the longest silence tolerated inside a download
 
 
-def _proves_not_accepted(exc: VideoAPIError) -> bool:
-    """Only these create failures prove no task exists, so only they may be retried."""
-    if isinstance(exc, RateLimited | InternalError):
-        return True
-    return isinstance(exc, NetworkError) and not exc.sent
+def _outcome_unknown(exc: VideoAPIError) -> bool:
+    """A create failure after which a task may still exist: no answer after sending, or a 2xx we can't read."""
+    return isinstance(exc, BadResponse) or (isinstance(exc, NetworkError) and exc.sent)
 
 
 class VideoAPIClient:
@@ -93,11 +90,15 @@ class VideoAPIClient:
         image_url: str | None = None,
         callback_url: str | None = None,
     ) -> str:
-        """Submit a generation and return its task id.
+        """Send one create request (never retried here) and return the new task's id.
+
+        The caller owns the retry budget, because each create may bill the operator: the job runner counts its
+        creates in the database so the bound holds across restarts.
 
         Raises:
-            VideoAPIError: the upstream refused; a NetworkError with `sent=True` (e.g. a timeout after
-                sending) is ambiguous: the task may exist, so the caller decides whether to resubmit.
+            CreateUnconfirmed: the request was sent but no readable answer came back; a task may exist.
+            VideoAPIError: any other refusal; `retryable` says whether sending again is safe (429, 5xx, and
+                network failures that never reached the upstream prove no task was made).
         """
         payload: dict[str, Any] = {"prompt": prompt, "duration": duration, "aspect_ratio": aspect_ratio}
         if image_url:
@@ -106,13 +107,12 @@ class VideoAPIClient:
         if callback_url:
             body["callback_url"] = callback_url
         try:
-            data = await self._with_retries(
-                "POST", "/v1/videos/generations", self.timeouts.create, body, should_retry=_proves_not_accepted
-            )
-        except BadResponse as exc:
-            exc.retryable = False  # a 2xx we cannot read may still have made a task: never resubmit blindly
+            data = await self._request("POST", "/v1/videos/generations", self.timeouts.create, body)
+            task_id = parse_task_id(data)
+        except VideoAPIError as exc:
+            if _outcome_unknown(exc):
+                raise CreateUnconfirmed(exc) from exc
             raise
-        task_id = parse_task_id(data)
         log.info("task created: %s", task_id)
         return task_id
 
@@ -127,23 +127,15 @@ class VideoAPIClient:
 
     # ---- plumbing --------------------------------------------------------------------------------
 
-    async def _with_retries(
-        self,
-        method: str,
-        path: str,
-        timeout: float,
-        body: object = None,
-        *,
-        should_retry: Any = None,
-    ) -> object:
+    async def _with_retries(self, method: str, path: str, timeout: float) -> object:
+        """Reads only: a GET can be repeated safely, so transient failures are retried a few times here."""
         failures = 0
         while True:
             try:
-                return await self._request(method, path, timeout, body)
+                return await self._request(method, path, timeout, None)
             except VideoAPIError as exc:
-                allowed = exc.retryable if should_retry is None else should_retry(exc)
                 failures += 1
-                delay = self.retry.delay(failures, exc.retry_after) if allowed else None
+                delay = self.retry.delay(failures, exc.retry_after) if exc.retryable else None
                 if delay is None:
                     raise
                 log.warning("%s %s failed (%s); retry %s in %.2fs", method, path, exc.code, failures, delay)

@@ -164,6 +164,28 @@ class BadResponse(VideoAPIError):
     default_retryable = True
 
 
+class CreateUnconfirmed(VideoAPIError):
+    """A create whose answer never came (timeout, reset after sending, unreadable 2xx): a billed task may exist.
+
+    The API has no idempotency key, so sending it again could pay for a second task; the caller must find the
+    task another way (its callback) or give up and refund.
+    """
+
+    default_code = "create_unconfirmed"
+    friendly = "The video service didn't confirm your job, so I stopped rather than risk paying twice. Please try again."
+
+    def __init__(self, cause: VideoAPIError) -> None:
+        super().__init__(cause.message, status=cause.status, code=self.default_code)
+        self.cause = cause
+
+
+class TaskTimedOut(VideoAPIError):
+    """The task stayed unfinished past JOB_TIMEOUT: it is given up (and the member refunded)."""
+
+    default_code = "job_timeout"
+    friendly = "The video provider didn't finish this job in time."
+
+
 DOWNLOAD_REASONS = ("expired", "too_large", "timeout", "bad_content_type", "network", "bad_url", "disk")
 _DOWNLOAD_MESSAGES = {
     "expired": "The finished video's link expired before it could be fetched.",

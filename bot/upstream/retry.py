@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.upstream.errors import RateLimited
+from bot.upstream.errors import RateLimited, TaskNotFound, TaskTimedOut, VideoAPIError
 
 if TYPE_CHECKING:
     from bot.upstream.models import Task
@@ -59,8 +59,6 @@ class RetryPolicy:
         return self.backoff(failures)
 
 
-NO_RETRIES = RetryPolicy(max_attempts=1)
-
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """Read a Retry-After header: delta-seconds or an HTTP date; None when absent or unreadable."""
@@ -93,6 +91,10 @@ class PollSchedule:
 
     steps: tuple[float, ...] = DEFAULT_STEPS
     cap: float = 120.0
+
+    def scaled(self, factor: float) -> PollSchedule:
+        """The same schedule with every wait multiplied by `factor` (SORA_TIME_SCALE for tests and demos)."""
+        return PollSchedule(steps=tuple(step * factor for step in self.steps), cap=self.cap * factor)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before poll number `attempt` (0-based)."""
@@ -130,6 +132,18 @@ async def _pause(seconds: float, sleep: Sleep, wake: asyncio.Event | None) -> bo
     return woke
 
 
+# The longest Retry-After honoured anywhere; a longer one (or a date far ahead) is read as this.
+MAX_RETRY_AFTER = 600.0
+# Status reads failing in a row (after the client's own retries) before following is given up, and the waits
+# between them: about 20 minutes of a lasting outage, then the member is refunded instead of waiting for hours.
+READ_FAILURES = RetryPolicy(max_attempts=12, base_delay=2.0, max_delay=120.0)
+
+
+def capped(retry_after: float | None) -> float | None:
+    """A Retry-After we are willing to wait: never more than MAX_RETRY_AFTER."""
+    return None if retry_after is None else min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+
+
 async def wait_for_task(
     client: TaskSource,
     task_id: str,
@@ -137,46 +151,84 @@ async def wait_for_task(
     schedule: PollSchedule | None = None,
     sleep: Sleep = asyncio.sleep,
     on_update: Callable[[Task], Any] | None = None,
+    on_read_failure: Callable[[VideoAPIError, int], Any] | None = None,
     wake: asyncio.Event | None = None,
     poll_first: bool = False,
+    clock: Callable[[], float] = time.time,
+    deadline: float | None = None,
+    read_failures: RetryPolicy = READ_FAILURES,
 ) -> Task:
-    """Poll a task until it is terminal; no overall time limit (jobs can take hours).
+    """Poll a task until it is terminal, the deadline passes, or status reads keep failing.
+
+    A failed read (5xx, 429, network error, an answer that makes no sense) says nothing about the task, so it
+    never ends the wait by itself: only the task's own terminal status or 404 `task_not_found` does, or a run
+    of `read_failures.max_attempts` failed reads in a row.
 
     Args:
         client: anything with `async get_task(task_id) -> Task` (the VideoAPIClient).
         schedule: delays between polls.
         sleep: injected sleep.
         on_update: called (sync or async) with the task whenever its status or progress changed.
+        on_read_failure: called (sync or async) with each failed read and the length of the current run.
         wake: set by a callback to poll at once instead of at the next scheduled time.
         poll_first: poll before the first delay (resuming a task that may be long done).
+        clock: the time `deadline` is measured on.
+        deadline: `clock()` value past which the task is given up (JOB_TIMEOUT after submission).
+        read_failures: how many failed reads in a row end the wait, and the backoff between them.
 
     Raises:
-        VideoAPIError: whatever get_task raises after its own retries, except rate limits, which are
-            waited out here (Retry-After honoured).
+        TaskTimedOut: still unfinished at `deadline`.
+        TaskNotFound: the upstream does not know the task.
+        VideoAPIError: the last failed read, after a run of `read_failures.max_attempts`.
     """
     schedule = schedule or PollSchedule()
     attempt = 0
+    failures = 0
     last: tuple[str, float | None] | None = None
+
+    async def pause(seconds: float) -> None:
+        if deadline is not None:
+            seconds = min(seconds, max(deadline - clock(), 0.0))
+        await _pause(seconds, sleep, wake)
+
     if not poll_first:
-        await _pause(schedule.delay(0), sleep, wake)
+        await pause(schedule.delay(0))
         attempt = 1
     while True:
+        if deadline is not None and clock() >= deadline:
+            raise TaskTimedOut(f"task {task_id} unfinished at its deadline")
         try:
             task = await client.get_task(task_id)
+        except TaskNotFound:
+            raise
         except RateLimited as exc:
-            delay = max(exc.retry_after or 0.0, schedule.delay(attempt))
+            delay = max(capped(exc.retry_after) or 0.0, schedule.delay(attempt))
             log.info("status poll rate limited; waiting %.1fs", delay)
             attempt += 1
-            await _pause(delay, sleep, wake)
+            await pause(delay)
             continue
+        except VideoAPIError as exc:
+            failures += 1
+            await _call(on_read_failure, exc, failures)
+            if failures >= read_failures.max_attempts:
+                raise
+            delay = max(read_failures.backoff(failures), capped(exc.retry_after) or 0.0)
+            log.warning("status read failed (%s); read %s of a run, next in %.1fs", exc.code, failures, delay)
+            await pause(delay)
+            continue
+        failures = 0
         seen = (task.status, task.progress)
         if seen != last:
             last = seen
-            if on_update is not None:
-                result = on_update(task)
-                if inspect.isawaitable(result):
-                    await result
+            await _call(on_update, task)
         if task.is_terminal:
             return task
-        await _pause(schedule.delay(attempt), sleep, wake)
+        await pause(schedule.delay(attempt))
         attempt += 1
+
+
+async def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
+    if callback is not None:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result

@@ -15,17 +15,33 @@ from bot.checks import operator_hint
 from bot.pricing import DURATIONS, dollars
 from bot.upstream.errors import VideoAPIError
 from cogs.admin import _charts, _text
+from storage.errors import AmountOutOfRange
+from storage.models import Job
+from storage.reports import Erasure
 
 if TYPE_CHECKING:
     from bot.discord_bot import SoraBot
 
 log = logging.getLogger(__name__)
 
+# The most one admin command moves (registered as the option's bounds). A client that ignores registered
+# bounds can still send anything, so the commands check again; storage caps an entry and a member's balance at
+# 1,000,000,000 (storage.ledger.MAX_ENTRY / MAX_BALANCE) and the database refuses anything beyond.
 MAX_CREDITS = 10_000_000
+MAX_STOPPED_EDITS = 25  # status messages an erasure rewrites at most (each is one request to Discord)
+STOPPED_TEXT = "⏹️ This video was stopped: a server admin deleted the data behind it. No credits were charged."
 Amount = app_commands.Range[int, -MAX_CREDITS, MAX_CREDITS]
 NonNegative = app_commands.Range[int, 0, MAX_CREDITS]
 PERIODS = [app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")]
 ACTIONS = [app_commands.Choice(name=a, value=a) for a in ("add", "remove", "clear", "list")]
+
+
+def amount_refusal(amount: object, low: int) -> str | None:
+    """Why an admin's amount cannot be used (None when it can): not a whole number, or outside low..MAX_CREDITS."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or not low <= amount <= MAX_CREDITS:
+        return (f"The amount must be a whole number of credits from {low:,} to {MAX_CREDITS:,}. "
+                "Nothing was changed.")
+    return None
 
 
 async def _private(interaction: discord.Interaction, text: str, **kwargs: object) -> None:
@@ -64,19 +80,35 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     @quota.command(name="set", description="Set a member's balance")
     @app_commands.describe(user="The member", amount="Their new balance in credits (100 = one 4 s video)")
     async def quota_set(self, interaction: discord.Interaction, user: discord.User, amount: NonNegative) -> None:
-        balance = await self.db.ledger.set_balance(interaction.guild_id, user.id, amount, interaction.user.id,
-                                                   f"set by {interaction.user}")
+        refusal = amount_refusal(amount, 0)
+        if refusal is not None:  # before any write: even reading a balance may grant starting credits
+            await _private(interaction, refusal)
+            return
+        try:
+            balance = await self.db.ledger.set_balance(interaction.guild_id, user.id, amount, interaction.user.id,
+                                                       f"set by {interaction.user}")
+        except AmountOutOfRange as exc:
+            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+            return
         await _private(interaction, f"{user.mention} now has **{balance.available} credits**.")
 
     @quota.command(name="add", description="Give (or, with a negative amount, take) credits")
     @app_commands.describe(user="The member", amount="Credits to add; negative takes away (never below 0)")
     async def quota_add(self, interaction: discord.Interaction, user: discord.User, amount: Amount) -> None:
+        refusal = amount_refusal(amount, -MAX_CREDITS)
+        if refusal is not None:
+            await _private(interaction, refusal)
+            return
         if amount == 0:
             await _private(interaction, "Adding 0 credits changes nothing.")
             return
         before = await self.db.ledger.balance(interaction.guild_id, user.id)
-        balance = await self.db.ledger.adjust(interaction.guild_id, user.id, amount, interaction.user.id,
-                                              f"adjusted by {interaction.user}")
+        try:
+            balance = await self.db.ledger.adjust(interaction.guild_id, user.id, amount, interaction.user.id,
+                                                  f"adjusted by {interaction.user}")
+        except AmountOutOfRange as exc:
+            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+            return
         applied = balance.available - before.available
         note = "" if applied == amount else f" (only {abs(applied)} could be taken: a balance never goes below 0)"
         await _private(interaction, f"{user.mention} now has **{balance.available} credits**{note}.")
@@ -111,7 +143,11 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         if found is None:
             await _private(interaction, "No job with that id in this server (give at least its first 8 characters).")
             return
-        done = await self.db.ledger.refund(found.id, interaction.user.id, f"refunded by {interaction.user}")
+        try:
+            done = await self.db.ledger.refund(found.id, interaction.user.id, f"refunded by {interaction.user}")
+        except AmountOutOfRange as exc:
+            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+            return
         if done:
             await _private(interaction, f"Refunded **{found.cost} credits** to <@{found.user_id}> for job `{found.id[:8]}`.")
         else:
@@ -225,6 +261,9 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     @app_commands.command(name="usage", description="What this server spent: jobs, credits, dollars, top members")
     @app_commands.describe(days="How many days back (default 30)")
     async def usage(self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] = 30) -> None:
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:  # a bounds-ignoring client
+            await _private(interaction, "The number of days must be a whole number from 1 to 365.")
+            return
         usage = await self.db.reports.guild_usage(interaction.guild_id, days)
         text = _text.usage_text(usage, days)
         kwargs: dict[str, object] = {}
@@ -240,7 +279,7 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     async def jobs(self, interaction: discord.Interaction) -> None:
         jobs = await self.db.jobs.active_for_guild(interaction.guild_id)
         runner = self.bot.runner
-        await _private(interaction, _text.active_jobs_text(jobs, runner.queue_position if runner else None))
+        await _private(interaction, _text.active_jobs_text(jobs, runner.slots.position if runner else None))
 
     @app_commands.command(name="status", description="Whether the video API key works, and the operator's balance")
     async def status(self, interaction: discord.Interaction) -> None:
@@ -267,8 +306,8 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     @data.command(name="delete-member", description="Delete everything stored about a member in this server")
     @app_commands.describe(user="The member whose balance, ledger and jobs here are erased")
     async def delete_member(self, interaction: discord.Interaction, user: discord.User) -> None:
-        counts = await self.db.reports.delete_member(interaction.guild_id, user.id)
-        await _private(interaction, f"Deleted {user.mention}'s data here: {_text.counts_text(counts)}.")
+        erasure = await self._erase(interaction.guild_id, user.id)
+        await _private(interaction, f"Deleted {user.mention}'s data here: {_text.erasure_text(erasure)}.")
 
     @data.command(name="delete-server", description="Delete everything stored about this server")
     @app_commands.describe(confirm="Type DELETE to confirm")
@@ -276,5 +315,38 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         if confirm != "DELETE":
             await _private(interaction, "Nothing deleted. Type `DELETE` in the confirm option to delete this server's data.")
             return
-        counts = await self.db.reports.delete_guild(interaction.guild_id)
-        await _private(interaction, f"Deleted this server's data: {_text.counts_text(counts)}.")
+        erasure = await self._erase(interaction.guild_id, None)
+        await _private(interaction, f"Deleted this server's data: {_text.erasure_text(erasure)}.")
+
+    async def _erase(self, guild_id: int, user_id: int | None) -> Erasure:
+        """Stop the runner's work on the unfinished jobs, then end and erase them in storage.
+
+        In this order, because a job still driven would go on after its rows are gone: post the video for
+        free, read the member's balance (granting starting credits again) or crash on its missing row.
+        """
+        runner = self.bot.runner
+        jobs = await self.db.jobs.unfinished_for(guild_id, user_id)
+        if runner is not None:
+            for job in jobs:
+                await runner.abort(job.id)
+        erasure = await self.db.reports.erase(guild_id, user_id)
+        known = {job.id for job in jobs}
+        if runner is not None:
+            for job_id in erasure.ended_job_ids:
+                if job_id not in known:  # accepted between the two steps: stop it too
+                    await runner.abort(job_id)
+        await self._mark_stopped(jobs[:MAX_STOPPED_EDITS])
+        return erasure
+
+    async def _mark_stopped(self, jobs: list[Job]) -> None:
+        """Replace the public status messages of jobs just erased (prompt and Cancel button included), so none
+        goes on saying "rendering"; best effort and bounded, since Discord counts every refused request."""
+        for job in jobs:
+            if job.status_channel_id is None or job.status_message_id is None:
+                continue
+            message = self.bot.get_partial_messageable(job.status_channel_id, guild_id=job.guild_id) \
+                .get_partial_message(job.status_message_id)
+            try:
+                await message.edit(content=STOPPED_TEXT, embeds=[], view=None)
+            except discord.HTTPException as exc:
+                log.info("could not mark an erased job's status message", extra={"job": job.id, "status": exc.status})

@@ -80,5 +80,12 @@ def counts_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing was stored"
 
 
-__all__ = ["active_jobs_text", "channels_text", "counts_text", "elapsed_text", "member_summary", "settings_text",
-           "usage_text"]
+def erasure_text(erasure: Any) -> str:
+    """Rows deleted per table, led by the unfinished jobs that were stopped (their credits were never charged)."""
+    ended = len(erasure.ended_job_ids)
+    stopped = f"{ended} unfinished job{'' if ended == 1 else 's'} stopped and not charged, " if ended else ""
+    return stopped + counts_text(erasure.counts)
+
+
+__all__ = ["active_jobs_text", "channels_text", "counts_text", "elapsed_text", "erasure_text", "member_summary",
+           "settings_text", "usage_text"]

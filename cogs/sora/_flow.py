@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import aiohttp
 import discord
 
-from bot.images import MAX_IMAGE_BYTES, ImageRejected, check_image, check_size
+from bot.images import ImageRejected, ImageUnavailable, MediaOrigins, check_image, check_size, fetch_image
 from bot.pricing import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DURATIONS, cost
 from bot.prompts import check_prompt
 from cogs.sora._views import ConfirmReroll
@@ -22,17 +23,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGE_TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=5)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".heic", ".avif", ".tif", ".tiff")
+REUSED_IMAGE_GONE = ("The first frame's link has expired; attach it again with /sora generate. "
+                     "Nothing was charged.")
+REUSED_IMAGE_CHANGED = ("The first frame's link no longer leads to a picture I can use; attach it again with "
+                        "/sora generate. Nothing was charged.")
 
 
 @dataclass(frozen=True, slots=True)
 class ImageSource:
-    """A first-frame image known by URL (an attachment or an embed), not yet read."""
+    """A first-frame image known by URL (an attachment or an embed's proxy), not yet read.
+
+    `reused` marks the image of an earlier job (Re-roll): its link may have expired or changed since.
+    """
 
     url: str
     size: int | None = None
     filename: str | None = None
+    reused: bool = False
 
 
 class Refusal(Exception):
@@ -43,16 +51,30 @@ class Refusal(Exception):
         self.user_message = user_message
 
 
-def image_from_message(message: discord.Message) -> ImageSource | None:
-    """The first image a message carries, as an attachment or an embed."""
-    for attachment in message.attachments:
+def _images_in(attachments: Iterable[discord.Attachment], embeds: Iterable[discord.Embed]) -> Iterator[ImageSource]:
+    """Images of one message (or snapshot), by Discord's own URLs only.
+
+    An embed's `url` is whatever link the member wrote; its `proxy_url` is Discord's copy on its media host.
+    Only the latter is ever used, so a link cannot make the bot (or the upstream) open an address of the
+    member's choosing.
+    """
+    for attachment in attachments:
         kind = (attachment.content_type or "").split(";")[0]
         if kind.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
-            return ImageSource(attachment.url, attachment.size, attachment.filename)
-    for embed in message.embeds:
-        for url in (embed.image.url, embed.thumbnail.url):
-            if url:
-                return ImageSource(url)
+            yield ImageSource(attachment.url, attachment.size, attachment.filename)
+    for embed in embeds:
+        for proxy_url in (embed.image.proxy_url, embed.thumbnail.proxy_url):
+            if proxy_url:
+                yield ImageSource(proxy_url)
+
+
+def image_from_message(message: discord.Message) -> ImageSource | None:
+    """The first image a message carries: attached, in a link's embed, or in a forwarded message's snapshot."""
+    parts = [(message.attachments, message.embeds)]
+    parts += [(snapshot.attachments, snapshot.embeds) for snapshot in message.message_snapshots]
+    for attachments, embeds in parts:
+        for image in _images_in(attachments, embeds):
+            return image
     return None
 
 
@@ -61,14 +83,14 @@ class GenerationFlow:
 
     def __init__(self, bot: SoraBot) -> None:
         self.bot = bot
+        self.origins = MediaOrigins.discord(bot.services.settings.discord_api_base)
 
     async def start(self, interaction: discord.Interaction, *, prompt: str, duration: int | None,
-                    aspect_ratio: str | None, image: ImageSource | None = None,
-                    image_url: str | None = None) -> None:
+                    aspect_ratio: str | None, image: ImageSource | None = None) -> None:
         """Acknowledge first (inside Discord's 3 s), then check everything before holding credits."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            text = await self._accept(interaction, prompt, duration, aspect_ratio, image, image_url)
+            text = await self._accept(interaction, prompt, duration, aspect_ratio, image)
         except (Refusal, QuotaRefused, ImageRejected) as exc:
             text = f"{exc.user_message}"
         except Exception:
@@ -80,7 +102,11 @@ class GenerationFlow:
             log.info("could not answer the requester", extra={"status": exc.status})
 
     async def _accept(self, interaction: discord.Interaction, prompt: str, duration: int | None,
-                      aspect_ratio: str | None, image: ImageSource | None, image_url: str | None) -> str:
+                      aspect_ratio: str | None, image: ImageSource | None) -> str:
+        """Cheapest checks first: options, then the member's standing (read-only), then the image, then the hold.
+
+        Why this order: a refused member must cost a database read, not a 10 MB download and a decode.
+        """
         bot = self.bot
         assert bot.runner is not None and interaction.guild_id is not None
         if not bot.runner.health.accepting:
@@ -96,25 +122,24 @@ class GenerationFlow:
         aspect_ratio = aspect_ratio or DEFAULT_ASPECT_RATIO
         if aspect_ratio not in ASPECT_RATIOS:
             raise Refusal("Aspect ratio must be 16:9 or 9:16.")
-        if image is not None:
-            await self._check_image(image)
-            image_url = image.url
-        channel_id = interaction.channel_id or 0
-        job = await bot.db.jobs.create_with_hold(NewJob(
+        request = NewJob(
             guild_id=interaction.guild_id,
-            channel_id=channel_id,
+            channel_id=interaction.channel_id or 0,
             user_id=interaction.user.id,
             prompt=cleaned,
             duration=duration,
             aspect_ratio=aspect_ratio,
-            image_url=image_url,
             cost=cost(duration),
             parent_channel_id=getattr(interaction.channel, "parent_id", None),
             interaction_application_id=interaction.application_id,
             interaction_token=interaction.token,
             interaction_token_expires_at=interaction.expires_at.timestamp(),
             upload_limit=interaction.filesize_limit,
-        ))
+        )
+        await bot.db.jobs.precheck(request)  # blocked, channel, limits, cooldown, budget, balance: no write
+        if image is not None:
+            request = dataclasses.replace(request, image_url=await self._check_image(image))
+        job = await bot.db.jobs.create_with_hold(request)  # the same checks again, atomically with the hold
         log.info("job accepted", extra={"job": job.id, "guild": job.guild_id, "credits": job.cost})
         bot.runner.launch(job)
         balance = await bot.db.ledger.balance(job.guild_id, job.user_id)
@@ -122,31 +147,28 @@ class GenerationFlow:
                 f"delivered (refunded if it fails). You have {balance.available} credits left. "
                 "Progress is shown in the channel.")
 
-    async def _check_image(self, image: ImageSource) -> None:
-        if image.size is not None:
-            check_size(image.size)
-        data = await self._fetch_image(image.url)
-        await asyncio.to_thread(check_image, data)
+    async def _check_image(self, image: ImageSource) -> str:
+        """Read the image from Discord's media hosts and check its bytes; return the URL for the upstream.
 
-    async def _fetch_image(self, url: str) -> bytes:
-        """Read at most 10 MB of the image, with a time bound; only http(s)."""
-        if not url.lower().startswith(("http://", "https://")):
-            raise Refusal("That image link isn't a web address I can open.")
-        session = self.bot.services.session
+        The returned URL is exactly the one that was checked and read, so the upstream fetches what we saw.
+        A re-used image (Re-roll) that can no longer be read is explained as such, not blamed on its content.
+        """
         try:
-            async with session.get(url, timeout=IMAGE_TIMEOUT, allow_redirects=True) as response:
-                if response.status != 200:
-                    raise Refusal("I couldn't download that image (its link may have expired). Attach it again.")
-                if response.content_length and response.content_length > MAX_IMAGE_BYTES:
-                    check_size(response.content_length)
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > MAX_IMAGE_BYTES:
-                        check_size(len(data))
-                return bytes(data)
-        except (aiohttp.ClientError, TimeoutError):
-            raise Refusal("I couldn't download that image in time. Try attaching it again.") from None
+            url = self.origins.check(image.url)
+            if image.size is not None:
+                check_size(image.size)
+            data = await fetch_image(self.bot.services.session, url, self.origins)
+            await asyncio.to_thread(check_image, data)
+        except ImageUnavailable:
+            if image.reused:
+                raise Refusal(REUSED_IMAGE_GONE) from None
+            raise
+        except ImageRejected as exc:
+            log.info("first frame refused", extra={"reason": type(exc).__name__, "reused": image.reused})
+            if image.reused:
+                raise Refusal(REUSED_IMAGE_CHANGED) from None
+            raise
+        return url
 
     # ---- re-roll -------------------------------------------------------------------------------
 
@@ -166,5 +188,6 @@ class GenerationFlow:
         if job is None or job.guild_id != interaction.guild_id:
             await interaction.response.send_message("That video is no longer known to me.", ephemeral=True)
             return
+        image = ImageSource(job.image_url, reused=True) if job.image_url else None
         await self.start(interaction, prompt=job.prompt, duration=job.duration, aspect_ratio=job.aspect_ratio,
-                         image_url=job.image_url)
+                         image=image)

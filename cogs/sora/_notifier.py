@@ -1,17 +1,27 @@
-"""The job runner's voice on Discord: status messages, delivery with fallbacks, and the upload limit."""
+"""The job runner's voice on Discord: status messages, delivery with fallbacks, and the upload limit.
+
+Discord counts every refused request (401, 403, 429) toward 10,000 per 10 minutes, past which the bot's IP
+is banned for every server. So a place that refused a job for good (a channel answering 403 or 404, a dead
+followup token, closed DMs) is remembered and not asked again for that job, and where discord.py's gateway
+cache already shows that the bot lacks a permission, nothing is sent at all. Discord's own trouble (5xx,
+network errors, a rate limit not waited out) is not a refusal: it ends a delivery in `DeliveryDelayed` so
+the runner tries again while the video's link lives.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 
-from bot.jobs.notifier import Delivery, StatusUpdate, TooLarge, Undeliverable
+from bot.jobs.notifier import Delivery, DeliveryDelayed, StatusUpdate, TooLarge, Undeliverable
 from cogs.sora import _render
 from cogs.sora._views import RerollButton
 from storage.models import Job
@@ -24,10 +34,76 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 TOKEN_MARGIN = 30.0  # seconds before expiry when the interaction token is no longer trusted
 STOP_EDITING = {30046, 10008, 10003, 50001, 50013}  # edit cap, unknown message/channel, no access
+REFUSED_FOR_GOOD = {401, 403, 404}  # the place will not take this job's messages: do not ask again
+HISTORY_LIMIT = 500  # messages read (newest first, 5 requests at most) looking for a post made before a crash
+REMEMBERED_JOBS = 10_000  # jobs whose refusals are kept (oldest forgotten first): bounded memory
+#: What Discord itself may get over; anything else is a bug of ours and propagates.
+DISCORD_TROUBLE = (discord.HTTPException, discord.RateLimited, aiohttp.ClientError, TimeoutError, OSError)
 
 
-def _code(exc: discord.HTTPException) -> int:
+def _code(exc: BaseException) -> int:
     return getattr(exc, "code", 0) or 0
+
+
+def _status(exc: BaseException) -> int:
+    return getattr(exc, "status", 0) or 0
+
+
+def transient(exc: BaseException) -> bool:
+    """Discord's trouble that may pass: a 5xx, a 429 discord.py did not wait out, a network error or time-out."""
+    if isinstance(exc, discord.RateLimited):
+        return True
+    if isinstance(exc, discord.HTTPException):
+        return exc.status >= 500 or exc.status == 429
+    return isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
+
+
+def nonce(kind: str, job_id: str) -> str:
+    """A message nonce (at most 25 characters) derived from the job: the same post sent again within minutes
+    (a restart between posting and recording, a retry after a lost answer) returns the first message, as
+    Discord does for `enforce_nonce`, which discord.py sets whenever a nonce is passed. `kind` keeps the
+    status message's nonce apart from the delivery's in the same channel."""
+    bits = int(hashlib.sha256(f"{kind}:{job_id}".encode()).hexdigest()[:30], 16)  # 120 bits
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while bits:
+        bits, digit = divmod(bits, 36)
+        out = digits[digit] + out
+    return f"{kind[0]}{out or '0'}"  # 120 bits take at most 24 base-36 digits
+
+
+class Refusals:
+    """Per job, the places that refused it for good ("channel:ID", "dm:USER", "followup", "edit", "history:ID").
+
+    Bounded: the oldest jobs are forgotten first, long after they ended.
+    """
+
+    def __init__(self, max_jobs: int = REMEMBERED_JOBS) -> None:
+        self._by_job: OrderedDict[str, set[str]] = OrderedDict()
+        self.max_jobs = max_jobs
+
+    def add(self, job_id: str, place: str) -> None:
+        self._by_job.setdefault(job_id, set()).add(place)
+        self._by_job.move_to_end(job_id)
+        while len(self._by_job) > self.max_jobs:
+            self._by_job.popitem(last=False)
+
+    def __call__(self, job_id: str, place: str) -> bool:
+        return place in self._by_job.get(job_id, ())
+
+
+class _Outcome:
+    """What the failed delivery paths had in common: whether any failure may pass, and Discord's hint."""
+
+    def __init__(self) -> None:
+        self.transient = False
+        self.retry_after: float | None = None
+
+    def note(self, exc: BaseException) -> None:
+        self.transient = True
+        hint = getattr(exc, "retry_after", None)
+        if isinstance(hint, int | float) and hint > 0:
+            self.retry_after = max(self.retry_after or 0.0, float(hint))
 
 
 class DiscordNotifier:
@@ -35,7 +111,52 @@ class DiscordNotifier:
 
     def __init__(self, bot: SoraBot) -> None:
         self.bot = bot
-        self._no_edit: set[str] = set()
+        self.refused = Refusals()
+
+    # ---- what the gateway cache already knows --------------------------------------------------
+
+    def _cache_forbids(self, channel_id: int, guild_id: int | None, *needed: str) -> bool:
+        """Whether discord.py's cache (guild channel and the bot's member, kept current by the gateway) shows
+        the bot lacks View Channel or one of `needed` there. Unknown to the cache: False (try once)."""
+        guild = self.bot.get_guild(guild_id) if guild_id else None
+        me = guild.me if guild is not None else None
+        channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
+        if me is None or channel is None:
+            return False
+        try:
+            perms = channel.permissions_for(me)
+        except discord.ClientException:  # a thread whose parent is not cached
+            return False
+        thread = isinstance(channel, discord.Thread)
+        names = ["view_channel", *("send_messages_in_threads" if thread and n == "send_messages" else n
+                                   for n in needed)]
+        missing = [n for n in names if not getattr(perms, n, False)]
+        if missing:
+            log.debug("skipping a channel the bot may not use",
+                     extra={"channel": channel_id, "missing": ",".join(missing)})
+        return bool(missing)
+
+    def _may_use(self, job: Job, channel_id: int, *needed: str) -> bool:
+        return (not self.refused(job.id, f"channel:{channel_id}")
+                and not self._cache_forbids(channel_id, job.guild_id, *needed))
+
+    def _note_failure(self, job: Job, place: str, exc: BaseException, outcome: _Outcome | None = None, *,
+                      sizes: bool = False) -> None:
+        """Sort a failed request: too large (raised when `sizes`), Discord's trouble (noted in `outcome`), or a
+        refusal (remembered for the job)."""
+        if sizes and isinstance(exc, discord.HTTPException) and (exc.status == 413 or _code(exc) == 40005):
+            raise TooLarge() from exc
+        extra = {"job": job.id, "place": place.partition(":")[0], "status": _status(exc), "code": _code(exc),
+                 "error": type(exc).__name__}
+        if transient(exc):
+            if outcome is not None:
+                outcome.note(exc)
+            log.warning("Discord trouble; may pass", extra=extra)
+        elif _status(exc) in REFUSED_FOR_GOOD:
+            self.refused.add(job.id, place)
+            log.info("refused; not asking again for this job", extra=extra)
+        else:
+            log.warning("request refused", extra=extra)
 
     # ---- status --------------------------------------------------------------------------------
 
@@ -46,25 +167,36 @@ class DiscordNotifier:
         if fresh.status_message_id is None:
             await self._create_status(fresh, text)
             return
-        if job.id in self._no_edit:
+        channel_id = fresh.status_channel_id or fresh.channel_id
+        if self.refused(job.id, "edit") or not self._may_use(fresh, channel_id):
             return
-        channel = self.bot.get_partial_messageable(fresh.status_channel_id or fresh.channel_id)
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=fresh.guild_id)
         try:
             await channel.get_partial_message(fresh.status_message_id).edit(content=text)
-        except discord.HTTPException as exc:
-            if _code(exc) in STOP_EDITING or exc.status in (403, 404):
-                self._no_edit.add(job.id)
-            log.info("status edit refused", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
+        except DISCORD_TROUBLE as exc:
+            if _code(exc) in STOP_EDITING:
+                self.refused.add(job.id, "edit")
+            if _code(exc) == 10008:  # the status message was deleted: the channel itself is fine
+                log.info("status message gone; not editing it again", extra={"job": job.id})
+                return
+            self._note_failure(fresh, f"channel:{channel_id}", exc)
 
     async def _create_status(self, job: Job, text: str) -> None:
+        if not self._may_use(job, job.channel_id, "send_messages"):
+            return
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
-            message = await channel.send(text)
-        except discord.HTTPException as exc:
-            log.info("cannot post status in channel", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
-            self._no_edit.add(job.id)
+            message = await channel.send(text, nonce=nonce("status", job.id))
+        except DISCORD_TROUBLE as exc:
+            self._note_failure(job, f"channel:{job.channel_id}", exc)
             return
         await self.bot.db.jobs.set_status_message(job.id, message.channel.id, message.id)
+
+    def _status_visible(self, job: Job) -> bool:
+        """Whether the job's public status message exists and can still be edited (so it tells the member)."""
+        channel_id = job.status_channel_id or job.channel_id
+        return (job.status_message_id is not None and not self.refused(job.id, "edit")
+                and self._may_use(job, channel_id))
 
     # ---- delivery ------------------------------------------------------------------------------
 
@@ -84,6 +216,7 @@ class DiscordNotifier:
         return await self._post(job, (url, expires_at), None)
 
     async def _post(self, job: Job, link: tuple[str, float | None] | None, file: object) -> Delivery:
+        """Followup while the token lives, else the channel, else a DM; places that refused are skipped."""
         balance = await self.bot.db.ledger.balance(job.guild_id, job.user_id)
         text = _render.result_text(
             user_id=job.user_id, prompt=job.prompt, duration=job.duration, aspect_ratio=job.aspect_ratio,
@@ -100,28 +233,32 @@ class DiscordNotifier:
                 out["file"] = file()  # type: ignore[operator]
             return out
 
+        outcome = _Outcome()
         webhook = self._webhook(job)
         if webhook is not None:
             try:
                 message = await webhook.send(wait=True, **kwargs())  # type: ignore[arg-type]
                 return Delivery(self._link(job, message), "interaction")
-            except discord.HTTPException as exc:
-                self._raise_if_too_large(exc)
-                log.info("followup delivery failed", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
-        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        try:
-            message = await channel.send(**kwargs())  # type: ignore[arg-type]
-            return Delivery(self._link(job, message), "channel")
-        except discord.HTTPException as exc:
-            self._raise_if_too_large(exc)
-            log.info("channel delivery failed", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
-        try:
-            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            message = await user.send(**kwargs())  # type: ignore[arg-type]
-            return Delivery(message.jump_url, "dm")
-        except discord.HTTPException as exc:
-            self._raise_if_too_large(exc)
-            log.warning("DM delivery failed", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
+            except DISCORD_TROUBLE as exc:
+                self._note_failure(job, "followup", exc, outcome, sizes=True)
+        needed = ("send_messages", "attach_files") if file is not None else ("send_messages",)
+        if self._may_use(job, job.channel_id, *needed):
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            try:
+                message = await channel.send(nonce=nonce("delivery", job.id), **kwargs())  # type: ignore[arg-type]
+                return Delivery(self._link(job, message), "channel")
+            except DISCORD_TROUBLE as exc:
+                self._note_failure(job, f"channel:{job.channel_id}", exc, outcome, sizes=True)
+        if not self.refused(job.id, f"dm:{job.user_id}"):
+            try:
+                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+                message = await user.send(nonce=nonce("delivery", job.id), **kwargs())  # type: ignore[arg-type]
+                return Delivery(message.jump_url, "dm")
+            except DISCORD_TROUBLE as exc:
+                self._note_failure(job, f"dm:{job.user_id}", exc, outcome, sizes=True)
+        if outcome.transient:
+            raise DeliveryDelayed(outcome.retry_after)
+        log.warning("nowhere to deliver", extra={"job": job.id})
         raise Undeliverable(job.id)
 
     @staticmethod
@@ -129,14 +266,11 @@ class DiscordNotifier:
         """A jump link that opens in the server (a webhook message's own jump_url points at @me)."""
         return f"https://discord.com/channels/{job.guild_id}/{message.channel.id}/{message.id}"
 
-    @staticmethod
-    def _raise_if_too_large(exc: discord.HTTPException) -> None:
-        if exc.status == 413 or _code(exc) == 40005:
-            raise TooLarge() from exc
-
     def _webhook(self, job: Job) -> discord.Webhook | None:
-        """The interaction's followup webhook while its token is still alive, else None."""
+        """The interaction's followup webhook while its token is still alive (and not refused), else None."""
         if not job.interaction_usable(time.time(), TOKEN_MARGIN) or not job.interaction_application_id:
+            return None
+        if self.refused(job.id, "followup"):
             return None
         assert job.interaction_token is not None
         # An application webhook (type 3), as discord.py builds `Interaction.followup`: a plain partial webhook
@@ -145,25 +279,51 @@ class DiscordNotifier:
         return discord.Webhook.from_state(data=data, state=self.bot._connection)  # type: ignore[arg-type]
 
     async def find_delivery(self, job: Job) -> Delivery | None:
-        """Look through the channel's messages since the job began for our post carrying its Re-roll button."""
+        """Look for our post carrying the job's Re-roll button, newest message first, back to the job's start.
+
+        Newest first because the post came late in the job: in a busy channel the oldest messages after the
+        job began are other people's. Bounded by HISTORY_LIMIT; a post deeper than that (or in a channel we
+        may not read) is caught by the delivery's nonce if it was made within Discord's nonce window.
+        """
         wanted = f"sora:reroll:{job.id}"
+        if self.refused(job.id, f"history:{job.channel_id}") or not self._may_use(
+                job, job.channel_id, "read_message_history"):
+            return None
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         since = discord.Object(discord.utils.time_snowflake(datetime.fromtimestamp(job.created_at, UTC)))
+        me = getattr(self.bot.user, "id", None)
         try:
-            async for message in channel.history(limit=100, after=since):
-                if message.author.id != getattr(self.bot.user, "id", None):
+            async for message in channel.history(limit=HISTORY_LIMIT, after=since, oldest_first=False):
+                if message.author.id != me:
                     continue
                 for row in message.components:
                     for child in getattr(row, "children", ()):
                         if getattr(child, "custom_id", None) == wanted:
                             return Delivery(self._link(job, message), "channel")
-        except discord.HTTPException as exc:
-            log.info("cannot read channel history", extra={"job": job.id, "status": exc.status, "code": _code(exc)})
+        except DISCORD_TROUBLE as exc:
+            if _status(exc) == 403:  # may not read history; posting may still work
+                self.refused.add(job.id, f"history:{job.channel_id}")
+            else:
+                self._note_failure(job, f"channel:{job.channel_id}", exc)
+            log.info("cannot read channel history", extra={"job": job.id, "status": _status(exc), "code": _code(exc)})
         return None
 
     async def announce_failure(self, job: Job, message: str) -> None:
+        """Tell the requester privately: by followup while the token lives, else by DM when the channel's
+        status message cannot tell them (never posted, or the channel refused the bot). Never raises."""
+        text = _render.failure_text(message)
         webhook = self._webhook(job)
-        if webhook is None:
+        if webhook is not None:
+            try:
+                await webhook.send(text, ephemeral=True)
+                return
+            except DISCORD_TROUBLE as exc:
+                self._note_failure(job, "followup", exc)
+        fresh = await self.bot.db.jobs.get(job.id) or job
+        if self._status_visible(fresh) or self.refused(job.id, f"dm:{job.user_id}"):
             return
-        with contextlib.suppress(discord.HTTPException):
-            await webhook.send(f"Your video couldn't be made. {message}", ephemeral=True)
+        try:
+            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except DISCORD_TROUBLE as exc:
+            self._note_failure(job, f"dm:{job.user_id}", exc)

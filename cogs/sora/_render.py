@@ -17,6 +17,10 @@ STATE_LABELS = {
     "failed": "❌ Failed",
 }
 BAR_WIDTH = 12
+MESSAGE_LIMIT = 2000  # Discord's limit on a message's content; longer is refused (400, code 50035)
+STATUS_PROMPT_CAP = 300  # characters of the prompt a status message quotes at most
+RESULT_PROMPT_CAP = 500  # ... and the delivery message
+NOTE_LIMIT = 400  # a status note is one or two sentences of ours
 
 
 def elapsed_text(seconds: float) -> str:
@@ -38,9 +42,55 @@ def job_line(duration: int, aspect_ratio: str, credits: int) -> str:
     return f"{duration} s · {aspect_ratio} · {credits} credits"
 
 
+def fit_prompt(prompt: str, room: int, cap: int) -> str:
+    """The member's prompt as `display_prompt` shows it (at most `cap` characters of it), shortened until the
+    shown text, escapes and all, is at most `room` characters; "" when not even an ellipsis fits.
+
+    Escaping can double a prompt's length (every markdown character gets a backslash, every mention a
+    zero-width space), so the cut is searched on the shown text rather than guessed from the raw one.
+    """
+    if room <= 0:
+        return ""
+    shown = display_prompt(prompt, cap)
+    if len(shown) <= room:
+        return shown
+    lo, hi = 1, cap  # display_prompt(prompt, 1) is a lone "…"
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(display_prompt(prompt, mid)) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    shown = display_prompt(prompt, lo)
+    return shown if len(shown) <= room else ("…" if room >= 1 else "")
+
+
+def clip(text: str, room: int) -> str:
+    """Plain words of ours (a note, a reason) cut to `room` characters with an ellipsis. Never for links."""
+    if len(text) <= room:
+        return text
+    return text[: max(room - 1, 0)].rstrip() + "…" if room > 0 else ""
+
+
+def _with_prompt(before: list[str], prompt: str, cap: int, after: list[str]) -> str | None:
+    """`before`, a quoted prompt line shortened to what is left, then `after`, within MESSAGE_LIMIT; the prompt
+    line is left out when not even an ellipsis fits; None when the fixed lines alone are too long."""
+    fixed = "\n".join([*before, *after])
+    if len(fixed) > MESSAGE_LIMIT:
+        return None
+    room = MESSAGE_LIMIT - len(fixed) - len("\n> ")
+    shown = fit_prompt(prompt, room, cap)
+    if not shown:
+        return fixed
+    return "\n".join([*before, f"> {shown}", *after])
+
+
 def status_text(*, user_id: int, prompt: str, duration: int, aspect_ratio: str, credits: int,
                 update: StatusUpdate) -> str:
-    """The public status message: who, what, cost, state, elapsed time, progress or queue place."""
+    """The public status message: who, what, cost, state, elapsed time, progress or queue place.
+
+    At most MESSAGE_LIMIT characters by construction: the prompt gets what the fixed lines leave.
+    """
     label = STATE_LABELS.get(update.state, update.state)
     state = f"**{label}**"
     if update.state == "queued" and update.queue_position:
@@ -51,28 +101,41 @@ def status_text(*, user_id: int, prompt: str, duration: int, aspect_ratio: str, 
         state += f" · {elapsed_text(update.elapsed)} elapsed"
     else:
         state += f" · took {elapsed_text(update.elapsed)}"
-    lines = [
-        f"Video for <@{user_id}>",
-        f"> {display_prompt(prompt, 300)}",
-        job_line(duration, aspect_ratio, credits),
-        state,
-    ]
+    before = [f"Video for <@{user_id}>"]
+    after = [job_line(duration, aspect_ratio, credits), state]
     if update.note:
-        lines.append(update.note)
-    return "\n".join(lines)
+        after.append(clip(update.note, NOTE_LIMIT))
+    return _with_prompt(before, prompt, STATUS_PROMPT_CAP, after) or "\n".join([*before, *after])[:MESSAGE_LIMIT]
 
 
 def result_text(*, user_id: int, prompt: str, duration: int, aspect_ratio: str, credits: int,
                 balance: int | None, link: str | None = None, link_expires_at: float | None = None) -> str:
-    """The delivery message: mentions the requester (and nobody else), says what it cost."""
-    lines = [f"<@{user_id}> your video is ready!", f"> {display_prompt(prompt, 500)}",
-             job_line(duration, aspect_ratio, credits)]
-    if link:
-        expiry = f" (the link expires <t:{int(link_expires_at)}:R>)" if link_expires_at else ""
-        lines.append(f"It was too large to upload here, so here is the link{expiry}: {link}")
-    if balance is not None:
-        lines.append(f"You have {balance} credits left.")
-    return "\n".join(lines)
+    """The delivery message: mentions the requester (and nobody else), says what it cost.
+
+    At most MESSAGE_LIMIT characters by construction. The requester's mention and the link are never cut:
+    the prompt gets what the fixed lines leave (and is dropped when nothing is left), then the balance and
+    the job line go; a link too long for any message is left out with a sentence saying where to find it.
+    """
+    head = f"<@{user_id}> your video is ready!"
+    job = job_line(duration, aspect_ratio, credits)
+    tail = [f"You have {balance} credits left."] if balance is not None else []
+    if not link:
+        return _with_prompt([head], prompt, RESULT_PROMPT_CAP, [job, *tail]) or head
+    expiry = f" (the link expires <t:{int(link_expires_at)}:R>)" if link_expires_at else ""
+    link_line = f"It was too large to upload here, so here is the link{expiry}: {link}"
+    for after in ([job, link_line, *tail], [job, link_line], [link_line]):
+        text = _with_prompt([head], prompt, RESULT_PROMPT_CAP, after)
+        if text is not None:
+            return text
+    bare = f"{head} {link}"
+    if len(bare) <= MESSAGE_LIMIT:
+        return bare
+    return f"{head} It is too large to upload here, and its link is too long for a Discord message."
+
+
+def failure_text(message: str) -> str:
+    """The private notice that a job failed (and was refunded), within MESSAGE_LIMIT."""
+    return clip(f"Your video couldn't be made. {message}", MESSAGE_LIMIT)
 
 
 def when(ts: float | None) -> str:

@@ -3,6 +3,7 @@ one server's data kept out of another's, and no pings from user-supplied text.""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,70 @@ async def test_quota_show_of_a_member_with_a_delivered_job(world: World, bot: In
     assert "**100 credits** available, 0 held" in answer.content
     assert f"job `{job.id[:8]}`" in answer.content
     assert "charge" in answer.content and "hold" in answer.content
+
+
+async def unbounded(world: World, path: str, **options: Any) -> Any:
+    """An admin command sent as a client that ignores the registered bounds would send it (2**63, 10**30, 1.5)."""
+    inter = await world.fake.slash(world.guild.id, world.channel.id, world.admin.id, f"sora-admin {path}",
+                                   options=options, ignore_bounds=True)
+    message = await private_reply(inter)
+    assert message.allowed_mentions == NO_PINGS and "Traceback" not in message.content
+    return message
+
+
+@pytest.mark.parametrize(("path", "amount"), [("quota set", 2**63), ("quota set", 10**30), ("quota set", -1),
+                                              ("quota set", 1.5), ("quota add", 2**63), ("quota add", -(10**30)),
+                                              ("quota add", 10_000_001), ("quota add", 2.5)])
+async def test_out_of_range_amounts_are_refused_privately_before_any_write(
+        world: World, bot: InProcessBot, caplog: pytest.LogCaptureFixture, path: str, amount: object) -> None:
+    caplog.set_level(logging.WARNING)
+    g, m = world.guild.id, world.member.id
+    await admin(world, "quota set", user=m, amount=50)
+    before = [dict(r) for r in await bot.db.fetchall("SELECT * FROM ledger ORDER BY id")]
+
+    answer = await unbounded(world, path, user=m, amount=amount)
+    assert "whole number of credits from" in answer.content and "10,000,000" in answer.content, answer.content
+    assert "Nothing was changed" in answer.content
+    assert [dict(r) for r in await bot.db.fetchall("SELECT * FROM ledger ORDER BY id")] == before
+    untouched = await bot.db.fetchall("SELECT 1 FROM balances WHERE guild_id = ? AND user_id = ?", (g, world.other.id))
+    assert untouched == []
+    assert (await bot.db.ledger.balance(g, m)).available == 50
+
+    # The reported corruption: a later ordinary set shows exactly what was set (it showed 1024).
+    assert "**1234 credits**" in (await admin(world, "quota set", user=m, amount=1234)).content
+    assert (await bot.db.ledger.balance(g, m)).available == 1234
+    assert await bot.db.ledger.verify() == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(("path", "options", "expected"), [
+    ("config refill", {"amount": 2**63, "period": "daily"}, "refill amount must be"),
+    ("config defaults", {"starting_credits": 10**30}, "Starting credits must be"),
+    ("config limits", {"daily_budget": 2**63}, "daily budget must be"),
+    ("config limits", {"per_member": 10**30}, "Jobs at once per member must be"),
+    ("config limits", {"cooldown": 1.5}, "cooldown must be"),
+    ("usage", {"days": 10**30}, "from 1 to 365"),
+    ("usage", {"days": 0}, "from 1 to 365"),
+])
+async def test_out_of_range_settings_are_refused_privately(world: World, bot: InProcessBot,
+                                                            caplog: pytest.LogCaptureFixture, path: str,
+                                                            options: dict[str, Any], expected: str) -> None:
+    caplog.set_level(logging.WARNING)
+    answer = await unbounded(world, path, **options)
+    assert expected in answer.content, answer.content
+    assert await bot.db.fetchall("SELECT 1 FROM guild_settings") == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_balance_at_its_cap_refuses_more_in_plain_words(world: World, bot: InProcessBot) -> None:
+    from storage.ledger import MAX_BALANCE
+
+    g, m = world.guild.id, world.member.id
+    await bot.db.ledger.set_balance(g, m, MAX_BALANCE - 5, None, "test")
+    answer = await admin(world, "quota add", user=m, amount=10)
+    assert "at most 1,000,000,000" in answer.content and "Nothing was changed" in answer.content
+    assert (await bot.db.ledger.balance(g, m)).available == MAX_BALANCE - 5
+    assert await bot.db.ledger.verify() == []
 
 
 # ---- block, unblock --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from tests.e2e.harness import (
     private_reply,
     video_posts,
 )
+from tests.fakes.discord.messages import delete_message
 
 CREATES = "/v1/videos/generations"
 
@@ -134,3 +135,59 @@ async def test_reroll_button_works_after_a_restart(world: World) -> None:
         await assert_settled(second_bot, world, again, world.other)
     finally:
         await second_bot.stop()
+
+
+# ---- Re-roll re-reads the first frame it reuses (issue 10, item 9) ------------------------------------------------
+
+async def reroll_refused(world: World, bot: InProcessBot, message: Any, job_id: str, user: Any) -> str:
+    """Press Re-roll as `user` and confirm; the private answer, checked to have cost and sent nothing."""
+    before = await bot.db.ledger.balance(world.guild.id, user.id)
+    posts, jobs = len(world.sim.state.requests_to(CREATES, "POST")), len(await bot.db.fetchall("SELECT id FROM jobs"))
+    press = await world.fake.press_button(message, f"sora:reroll:{job_id}", user.id)
+    confirm = await private_reply(press)
+    yes = await world.fake.press_button(confirm, button(confirm, "Yes, make it"), user.id)
+    answer = await private_reply(yes)
+    assert "held" not in answer.content and "prohibited" not in answer.content.lower(), answer.content
+    assert_friendly(answer.content)
+    after = await bot.db.ledger.balance(world.guild.id, user.id)
+    assert (after.available, after.held) == (before.available, before.held)
+    assert len(world.sim.state.requests_to(CREATES, "POST")) == posts  # no upstream POST
+    assert len(await bot.db.fetchall("SELECT id FROM jobs")) == jobs
+    assert await bot.db.ledger.verify() == []
+    return str(answer.content)
+
+
+async def test_reroll_after_the_first_frame_was_deleted_is_refused_for_free(world: World, bot: InProcessBot) -> None:
+    target = world.fake.post_user_message(world.channel.id, world.other.id, "my cat",
+                                          attachments=[("cat.png", png(800, 600), "image/png")])
+    menu = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id, "Animate with Sora",
+                                         target)
+    await menu.wait_response(3)
+    await accepted(await world.fake.submit_modal(menu, {"prompt": "the cat dances", "duration": "4"}))
+    [first] = await bot.wait_finished(1)
+    assert first.state == "delivered" and first.image_url, first.error_message
+    [delivered] = video_posts(world, first.id)
+
+    delete_message(world.fake, target)  # its author deletes the picture: Discord's link to it now 404s
+    text = await reroll_refused(world, bot, delivered, first.id, world.other)
+    assert "first frame's link has expired" in text and "attach it again with /sora generate" in text, text
+
+
+async def test_reroll_of_a_first_frame_that_is_no_longer_an_image_is_refused_for_free(world: World,
+                                                                                      bot: InProcessBot) -> None:
+    inter = await world.generate(attachments={"image": ("frame.png", png(640, 360), "image/png")})
+    await accepted(inter)
+    [first] = await bot.wait_finished(1)
+    assert first.state == "delivered", first.error_message
+    [delivered] = video_posts(world, first.id)
+    [attachment] = inter.payload["data"]["resolved"]["attachments"].values()
+    reads = len(world.fake.attachment_downloads)
+    await reroll_as(world, delivered, first.id, world.other)  # still a picture: re-read, accepted
+    [_, second] = await bot.wait_finished(2)
+    assert second.state == "delivered" and second.image_url == first.image_url, second.error_message
+    assert len(world.fake.attachment_downloads) == reads + 1
+
+    world.fake.world.files[int(attachment["id"])].data = b"<html>a page now, not a picture</html>"  # swapped
+
+    text = await reroll_refused(world, bot, delivered, first.id, world.admin)
+    assert "no longer leads to a picture" in text and "/sora generate" in text, text

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.simulator.validate import check_create
-from tests.e2e.harness import SubprocessBot, World, open_db, read_db, start_subprocess, video_posts, wait_db
+from tests.e2e.harness import (
+    SubprocessBot,
+    World,
+    free_port,
+    open_db,
+    read_db,
+    start_subprocess,
+    video_posts,
+    wait_db,
+)
 
 CREDITS = 1000
 COST = 100  # a 4 s video
@@ -111,7 +120,8 @@ async def test_kill_while_queued(world: World) -> None:
 
 
 async def test_kill_while_submitting_before_the_upstream_saw_it(world: World) -> None:
-    """The create hangs (no task made); kill; the new process submits again and delivers once."""
+    """The create hangs (no task made); kill. The restarted bot can't tell whether a billed task exists, so it
+    never sends the create again: without callbacks to recognise the task it refunds, once."""
     await prepare(world, [world.member])
     world.sim.state.inject("hang", where="create")
     bot = await start_subprocess(world)
@@ -119,19 +129,16 @@ async def test_kill_while_submitting_before_the_upstream_saw_it(world: World) ->
     await job_in(world, "submitting")
     await world.fake.wait_for(lambda: world.sim.state.requests_to("/v1/videos/generations", "POST"), recheck=0.02,
                               what="the create reached the simulator")
+    assert read_db(world, "SELECT create_inflight FROM jobs")[0]["create_inflight"] == 1
     bot = await kill_and_restart(bot, world)
     outcome = await settle_and_audit(world, bot, [world.member], 1)
-    assert outcome.delivered == 1 and outcome.duplicates == 0
-    assert len(world.sim.state.requests_to("/v1/videos/generations", "POST")) == 2
-    assert outcome.upstream_tasks == 1
+    assert outcome.failed == 1 and outcome.duplicates == 0
+    assert len(world.sim.state.requests_to("/v1/videos/generations", "POST")) == 1
+    assert outcome.upstream_tasks == 0
+    assert read_db(world, "SELECT error_code FROM jobs")[0]["error_code"] == "create_unconfirmed"
 
 
-async def test_kill_while_submitting_after_the_upstream_made_the_task(world: World) -> None:
-    """The upstream accepted the create but the answer never came back; kill; the member is charged once.
-
-    The API has no idempotency key and no task listing, so the restarted bot cannot find the first task:
-    the upstream ends with two tasks (one orphaned), which docs/RELIABILITY.md reports as the trade-off.
-    """
+async def _kill_after_the_upstream_made_the_task(world: World) -> SubprocessBot:
     await prepare(world, [world.member])
     state = world.sim.state
     state.inject("hang", where="create")
@@ -143,11 +150,33 @@ async def test_kill_while_submitting_after_the_upstream_made_the_task(world: Wor
     req = check_create(create.json)  # the upstream did the work; only the answer is lost
     state.create_task(prompt=req.prompt, duration=req.duration, aspect_ratio=req.aspect_ratio,
                       image_urls=req.image_urls, callback_url=req.callback_url, base_url=world.sim.base_url)
-    bot = await kill_and_restart(bot, world)
+    return await kill_and_restart(bot, world)
+
+
+async def test_kill_while_submitting_after_the_upstream_made_the_task(world: World) -> None:
+    """The upstream accepted the create but the answer never came back; kill. Without callbacks the task can't
+    be found (no idempotency key, no task listing): the member is refunded once, nothing is sent again, and the
+    operator paid for one orphaned task (docs/RELIABILITY.md counts it)."""
+    bot = await _kill_after_the_upstream_made_the_task(world)
+    outcome = await settle_and_audit(world, bot, [world.member], 1)
+    assert outcome.failed == 1 and outcome.duplicates == 0
+    assert len(world.sim.state.requests_to("/v1/videos/generations", "POST")) == 1
+    assert outcome.upstream_tasks == 1
+    print(f"CRASH-FIGURES orphaned upstream tasks without callbacks: {outcome.upstream_tasks - outcome.delivered}")
+
+
+async def test_kill_while_submitting_after_the_upstream_made_the_task_with_callbacks(world: World) -> None:
+    """The same, with callbacks: the task's callback reaches the restarted bot, which adopts it and delivers."""
+    port = free_port()
+    world.extra_env.update({"CALLBACK_PUBLIC_URL": f"http://127.0.0.1:{port}", "CALLBACK_HOST": "127.0.0.1",
+                            "CALLBACK_PORT": str(port)})
+    world.sim.state.configure({"processing_seconds": 1.0, "callback_retry_delays": [0, 0.5, 1, 2, 4]})
+    bot = await _kill_after_the_upstream_made_the_task(world)
     outcome = await settle_and_audit(world, bot, [world.member], 1)
     assert outcome.delivered == 1 and outcome.duplicates == 0
-    assert outcome.upstream_tasks == 2  # one orphaned task the operator paid for; the member paid once
-    print(f"CRASH-FIGURES orphaned upstream tasks: {outcome.upstream_tasks - outcome.delivered}")
+    assert len(world.sim.state.requests_to("/v1/videos/generations", "POST")) == 1
+    assert outcome.upstream_tasks == 1  # no orphan
+    print("CRASH-FIGURES orphaned upstream tasks with callbacks: 0")
 
 
 async def test_kill_while_running(world: World) -> None:

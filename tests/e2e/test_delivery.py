@@ -192,3 +192,37 @@ async def test_mentions_in_a_prompt_ping_nobody_and_delivery_pings_only_the_requ
     assert LIVE_MENTION.findall(post.content) == [f"<@{world.member.id}>"]
     assert world.sim.state.requests_to("/v1/videos/generations", "POST")[0].json["input"]["prompt"] == prompt
     await assert_settled(bot, world, job)
+
+
+# ---- Discord's 2,000 characters -----------------------------------------------------------------------------------
+
+async def test_link_fallback_with_a_5000_character_prompt_and_a_long_signed_link_fits_and_is_delivered(
+        world: World, bot: InProcessBot) -> None:
+    """The worst case for length: a 5,000-character prompt of markdown and mentions (escaping doubles it) and a
+    ~1,450-character link (the simulator serves it: its dot segments fold away when fetched, the way a long
+    presigned URL still points at one file). Every message fits Discord's 2,000 characters (the local Discord
+    refuses more with 50035), the link and the requester's mention are whole, and nobody else is pinged."""
+    import dataclasses
+
+    assert bot.bot is not None and bot.bot.runner is not None
+    runner = bot.bot.runner
+    runner.settings = dataclasses.replace(runner.settings, max_video_bytes=1_000_000)  # too big: a link
+    world.sim.state.configure({"video_bytes": 2_000_000,
+                               "public_url": f"{world.sim.base_url}/X-Amz-Signature-{'ab' * 650}/.."})
+    role = world.fake.add_role(world.guild.id, "mods")
+    unit = f"**@everyone** __<@{world.other.id}>__ `@here` ~~<@&{role.id}>~~ ||> # [x](y) - \\_|| "
+    prompt = (unit * (5000 // len(unit) + 1))[:5000].strip()
+    await accepted(await world.generate(prompt=prompt))
+    [job] = await bot.wait_finished(1, timeout=60)
+    assert job.state == "delivered", (job.error_code, job.error_message)
+    assert job.result_url is not None and len(job.result_url) > 1400
+    [post] = [m for msgs in world.fake.messages.values() for m in msgs if job.result_url in m.content]
+    assert len(post.content) <= 2000
+    assert job.result_url in post.content.split()
+    assert LIVE_MENTION.findall(post.content) == [f"<@{world.member.id}>"]
+    assert [int(u) for u in post.allowed_mentions["users"]] == [world.member.id]
+    refused = [r for r in world.fake.requests if r.error_code == 50035]
+    assert refused == [], [r.path for r in refused]
+    status = await final_status(world, job)
+    assert len(status.content) <= 2000 and not LIVE_MENTION.search(status.content.replace(f"<@{world.member.id}>", ""))
+    await assert_settled(bot, world, job)

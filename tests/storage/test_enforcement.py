@@ -159,3 +159,122 @@ async def test_truncate_is_refused_on_postgresql(db: Database) -> None:
         with pytest.raises(REFUSED, match="append-only"):
             await conn.execute("TRUNCATE ledger CASCADE")
     assert len(await db.ledger.entries(GUILD, ALICE)) == 2
+
+
+# ---- amounts (migration 0004) ------------------------------------------------------------------------------------
+
+
+def literal_entry(conn: sqlite3.Connection, kind: str, da: str, dh: str) -> None:
+    """An entry whose amounts are SQL literals: what Python's sqlite3 would refuse to bind (2^63) goes through."""
+    conn.execute(
+        "INSERT INTO ledger (guild_id, user_id, kind, delta_available, delta_held, created_at) "
+        f"VALUES ({GUILD}, {ALICE}, '{kind}', {da}, {dh}, 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("da", "dh"),
+    [
+        ("1.5", "0"),  # REAL
+        ("'ten'", "0"),  # TEXT that is no number
+        ("'2.5'", "0"),  # TEXT that becomes a REAL
+        ("9223372036854775808", "0"),  # 2^63: SQLite reads it as a REAL
+        ("1000000001", "0"),  # an integer beyond one entry's bound
+        ("-1000000001", "0"),
+        ("0", "0.5"),
+        ("X'00'", "0"),  # a BLOB
+    ],
+)
+@pytest.mark.parametrize("backend", ["sqlite"])  # typeof(): SQLite stores any type
+async def test_a_non_integer_or_out_of_range_delta_is_refused(db: Database, db_path: Path, da: str, dh: str) -> None:
+    await db.ledger.balance(GUILD, ALICE)  # 200 available
+    with raw_sqlite(db_path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="whole number of credits within bounds"):
+            literal_entry(conn, "adjust", da, dh)
+        literal_entry(conn, "adjust", "'10'", "0")  # text that is an integer is stored as the integer 10
+        assert conn.execute("SELECT typeof(available), available FROM balances").fetchone() == ("integer", 210)
+    assert await db.ledger.verify() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # typeof(): SQLite stores any type
+async def test_a_balance_cannot_pass_its_cap_or_stop_being_an_integer(db: Database, db_path: Path) -> None:
+    await db.ledger.balance(GUILD, ALICE)  # 200 available
+    with raw_sqlite(db_path) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        for sql in ("UPDATE balances SET available = 1000000001", "UPDATE balances SET available = 2.5",
+                    "UPDATE balances SET held = 999999999"):  # 200 + 999,999,999 > 10^9
+            with pytest.raises(sqlite3.IntegrityError, match="balance is not a whole number"):
+                conn.execute(sql)
+        with pytest.raises(sqlite3.IntegrityError, match="balance is not a whole number"):
+            conn.execute(f"INSERT INTO balances (guild_id, user_id, available, held, created_at) "
+                         f"VALUES ({GUILD}, {BOB}, 9223372036854775808, 0, 0)")
+        conn.execute("ROLLBACK")
+        # Through the ledger: entries that each fit but would sum past the cap.
+        literal_entry(conn, "adjust", "999999800", "0")  # exactly 10^9
+        with pytest.raises(sqlite3.IntegrityError, match="balance is not a whole number"):
+            literal_entry(conn, "adjust", "1", "0")
+    assert (await db.ledger.balance(GUILD, ALICE)).available == 1_000_000_000
+    assert await db.ledger.verify() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # typeof(): SQLite stores any type
+async def test_verify_reports_amounts_written_before_the_bounds(db: Database, db_path: Path) -> None:
+    """A database corrupted before migration 0004 (the triggers only guard new writes) fails the audit."""
+    await db.ledger.balance(GUILD, ALICE)
+    with raw_sqlite(db_path) as conn:
+        conn.execute("DROP TRIGGER ledger_amounts_in_range")
+        conn.execute("DROP TRIGGER balances_update_in_range")
+        literal_entry(conn, "adjust", "9223372036854775000", "0")
+    problems = await db.ledger.verify()
+    assert any("not a whole number within bounds" in p and "ledger entry" in p for p in problems), problems
+    assert any("not a whole number within bounds" in p and "balance" in p for p in problems), problems
+
+
+def raw_sqlite(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize(
+    ("da", "dh", "refusal"),
+    [
+        ("1000000001", "0", CHECK),  # an integer beyond one entry's bound: the CHECK
+        ("-1000000001", "0", CHECK),
+        ("0", "1000000001", CHECK),
+        ("'ten'", "0", "invalid input syntax"),  # BIGINT columns take nothing but integers
+        ("9223372036854775808", "0", "out of range"),  # 2^63 does not fit a BIGINT
+    ],
+)
+async def test_postgres_refuses_amounts_outside_bounds_or_not_integers(db: Database, da: str, dh: str,
+                                                                       refusal: str) -> None:
+    await db.ledger.balance(GUILD, ALICE)  # 200 available
+    async with raw(db) as conn:
+        with pytest.raises((*REFUSED, asyncpg.DataError), match=refusal):
+            await conn.execute(
+                "INSERT INTO ledger (guild_id, user_id, kind, delta_available, delta_held, created_at) "
+                f"VALUES ({GUILD}, {ALICE}, 'adjust', {da}, {dh}, 0)"
+            )
+        await conn.execute("UPDATE balances SET held = 0")  # within bounds: fine
+        with pytest.raises(REFUSED, match=CHECK):
+            await conn.execute("UPDATE balances SET held = 999999999")  # 200 + 999,999,999 > 10^9
+    assert await db.ledger.verify() == []
+
+
+PG_0004 = (Path(__file__).resolve().parents[2] / "storage/migrations/postgres/0004_amount_bounds.sql").read_text()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_postgres_verify_reports_amounts_written_before_the_bounds(db: Database) -> None:
+    await db.ledger.balance(GUILD, ALICE)
+    async with raw(db) as conn:
+        await conn.execute("ALTER TABLE ledger DROP CONSTRAINT ledger_amounts_in_range")
+        await conn.execute("ALTER TABLE balances DROP CONSTRAINT balances_in_range")
+        try:
+            await entry(conn, "adjust", 9_000_000_000, 0)
+            problems = await db.ledger.verify()
+        finally:  # the test database is reused: put the schema back as migration 0004 left it
+            await conn.execute(PG_0004)
+    assert any("not a whole number within bounds" in p and "ledger entry" in p for p in problems), problems
+    assert any("not a whole number within bounds" in p and "balance" in p for p in problems), problems

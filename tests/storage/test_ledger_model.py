@@ -143,10 +143,11 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(days=st.integers(1, 3))
     def time_passes(self, days: int) -> None:
         # The invariant below reads every balance before any other rule runs, so each member gets this
-        # period's top-up right away: to REFILL, never above what they already have.
+        # period's top-up right away: available + held up to REFILL (held credits are still theirs), never
+        # above what they already have.
         self.clock.advance(days * 86_400)
         for user in MEMBERS:
-            self.available[user] = max(self.available[user], REFILL)
+            self.available[user] += max(0, REFILL - self.available[user] - self.held[user])
 
     @invariant()
     def balances_match_the_model(self) -> None:

@@ -130,6 +130,15 @@ def test_both_backends_have_the_same_numbered_history() -> None:
     assert sqlite_names == postgres_names
 
 
+# SQLite cannot add a CHECK to an existing table, so migration 0004 guards amounts with triggers there; on
+# PostgreSQL the same rules are CHECK constraints (storage/migrations/postgres/0004_amount_bounds.sql).
+SQLITE_TRIGGERS_AS_PG_CHECKS = {
+    "ledger_amounts_in_range": "ledger_amounts_in_range",
+    "balances_insert_in_range": "balances_in_range",
+    "balances_update_in_range": "balances_in_range",
+}
+
+
 async def _sqlite_shape(path: Path) -> dict[str, object]:
     with sqlite3.connect(path) as conn:
         tables = [r[0] for r in conn.execute(
@@ -138,7 +147,8 @@ async def _sqlite_shape(path: Path) -> dict[str, object]:
                    for t in tables}
         indexes = sorted(r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"))
-        triggers = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+        triggers = sorted({SQLITE_TRIGGERS_AS_PG_CHECKS.get(r[0], r[0]) for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")})
     return {"columns": columns, "indexes": indexes, "triggers": triggers}
 
 
@@ -158,8 +168,10 @@ async def _postgres_shape(conn: asyncpg.Connection) -> dict[str, object]:
     indexes = sorted(r["indexname"] for r in await conn.fetch(
         "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey' "
         "AND indexname NOT LIKE '%_key'"))
-    triggers = sorted({r["tgname"] for r in await conn.fetch(
-        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")} - {"ledger_no_truncate"})  # TRUNCATE: PostgreSQL only
+    triggers = {r["tgname"] for r in await conn.fetch("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")}
+    checks = {r["conname"] for r in await conn.fetch("SELECT conname FROM pg_constraint WHERE contype = 'c'")}
+    triggers |= checks & set(SQLITE_TRIGGERS_AS_PG_CHECKS.values())
+    triggers = sorted(triggers - {"ledger_no_truncate"})  # TRUNCATE: PostgreSQL only
     return {"columns": columns, "indexes": indexes, "triggers": triggers}
 
 

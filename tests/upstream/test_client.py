@@ -11,6 +11,7 @@ from bot.simulator import Simulator, SimulatorState
 from bot.simulator.state import ERRORS
 from bot.upstream import (
     BadResponse,
+    CreateUnconfirmed,
     InternalError,
     NetworkError,
     RateLimited,
@@ -92,9 +93,9 @@ async def test_every_error_row_at_create(code: str, client: VideoAPIClient, sim_
         await create(client)
     err = caught.value
     assert (err.status, err.code, err.retryable, err.misconfigured) == (ERRORS[code][0], code, retryable, misconfigured)
-    attempts = len(sim_state.requests_to("/v1/videos/generations"))
-    assert attempts == (4 if retryable else 1)
-    assert len(sleep.delays) == attempts - 1
+    # one request only: each create may bill the operator, so the runner owns the (counted) retries
+    assert len(sim_state.requests_to("/v1/videos/generations")) == 1
+    assert sleep.delays == []
 
 
 @pytest.mark.parametrize("code", sorted(ERRORS))
@@ -122,8 +123,8 @@ async def test_bad_key_is_refused(session: aiohttp.ClientSession, simulator: Sim
 
 async def test_rate_limit_retry_after_is_honoured(client: VideoAPIClient, sim_state: SimulatorState,
                                                   sleep: RecordingSleep) -> None:
-    sim_state.inject("rate_limit_exceeded", "create", count=2, retry_after=3)
-    assert await create(client)
+    sim_state.inject("rate_limit_exceeded", "credits", count=2, retry_after=3)
+    assert await client.get_credits()
     assert sleep.delays == [3.0, 3.0]
 
 
@@ -136,27 +137,29 @@ async def test_rate_limit_retry_after_as_http_date(client: VideoAPIClient, sim_s
 
 async def test_long_retry_after_goes_to_the_caller(client: VideoAPIClient, sim_state: SimulatorState,
                                                    sleep: RecordingSleep) -> None:
-    sim_state.inject("rate_limit_exceeded", "create", retry_after=900)
+    sim_state.inject("rate_limit_exceeded", "credits", retry_after=900)
     with pytest.raises(RateLimited) as caught:
-        await create(client)
+        await client.get_credits()
     assert caught.value.retry_after == 900 and sleep.delays == []
 
 
 async def test_internal_errors_back_off_exponentially(client: VideoAPIClient, sim_state: SimulatorState,
                                                       sleep: RecordingSleep) -> None:
-    sim_state.inject("internal_error", "create", count=3)
-    assert await create(client)
+    sim_state.inject("internal_error", "credits", count=3)
+    assert await client.get_credits()
     assert sleep.delays == [1.0, 2.0, 4.0]
 
 
-async def test_bare_5xx_is_retried(client: VideoAPIClient, sim_state: SimulatorState, sleep: RecordingSleep) -> None:
+async def test_bare_5xx_is_retryable_and_not_resent_by_the_client(client: VideoAPIClient, sim_state: SimulatorState,
+                                                                  sleep: RecordingSleep) -> None:
     sim_state.inject("bad_gateway", "create", count=1)
-    assert await create(client)
-    assert sleep.delays == [1.0]
-    sim_state.inject("bad_gateway", "create", count=9)
     with pytest.raises(InternalError) as caught:
         await create(client)
-    assert (caught.value.status, caught.value.code) == (502, "http_502")
+    assert (caught.value.status, caught.value.code, caught.value.retryable) == (502, "http_502", True)
+    assert len(sim_state.requests_to("/v1/videos/generations")) == 1 and sleep.delays == []
+    sim_state.inject("bad_gateway", "credits", count=1)
+    assert await client.get_credits()
+    assert sleep.delays == [1.0]
 
 
 async def test_upstream_error_at_create_is_not_retried(client: VideoAPIClient, sim_state: SimulatorState) -> None:
@@ -171,18 +174,30 @@ async def test_timeout_after_sending_create_is_not_retried(session: aiohttp.Clie
     api = VideoAPIClient(session, base_url=simulator.base_url, api_key=KEY, sleep=sleep,
                          retry=RetryPolicy(rng=FixedRng()), timeouts=Timeouts(create=0.3, poll=0.3))
     sim_state.inject("hang", "create")
-    with pytest.raises(NetworkError) as caught:
+    with pytest.raises(CreateUnconfirmed) as caught:
         await create(api)
-    assert (caught.value.code, caught.value.retryable, caught.value.sent) == ("timeout", True, True)
+    assert isinstance(caught.value.cause, NetworkError) and caught.value.cause.code == "timeout"
+    assert caught.value.cause.sent and not caught.value.retryable
     assert len(sim_state.requests_to("/v1/videos/generations")) == 1 and sleep.delays == []
 
 
 async def test_dropped_connection_at_create_is_ambiguous(client: VideoAPIClient, sim_state: SimulatorState) -> None:
     sim_state.inject("drop", "create")
-    with pytest.raises(NetworkError) as caught:
+    with pytest.raises(CreateUnconfirmed) as caught:
         await create(client)
-    assert caught.value.sent and caught.value.retryable
+    assert isinstance(caught.value.cause, NetworkError) and caught.value.cause.sent
+    assert not caught.value.retryable
     assert len(sim_state.requests_to("/v1/videos/generations")) == 1
+
+
+async def test_a_late_create_answer_within_the_timeout_is_used(session: aiohttp.ClientSession,
+                                                                simulator: Simulator,
+                                                                sim_state: SimulatorState) -> None:
+    """A slow upstream that answers before the (generous) create timeout gives a task we can follow."""
+    api = VideoAPIClient(session, base_url=simulator.base_url, api_key=KEY, timeouts=Timeouts(create=5.0))
+    sim_state.inject("slow", "create", retry_after=0.5)  # answers properly, 0.5 s late
+    task_id = await create(api)
+    assert task_id in sim_state.tasks and len(sim_state.requests_to("/v1/videos/generations")) == 1
 
 
 async def test_dropped_and_hung_polls_are_retried(session: aiohttp.ClientSession, simulator: Simulator,
@@ -209,8 +224,8 @@ async def test_connection_refused_is_retried_at_create(session: aiohttp.ClientSe
     api = VideoAPIClient(session, base_url=f"http://127.0.0.1:{free_port()}", api_key=KEY, retry=policy, sleep=sleep)
     with pytest.raises(NetworkError) as caught:
         await create(api)
-    assert not caught.value.sent and caught.value.code == "network_error"
-    assert sleep.delays == [1.0, 2.0, 4.0]
+    assert not caught.value.sent and caught.value.code == "network_error" and caught.value.retryable
+    assert sleep.delays == []  # never reached the upstream: the caller may send it again
 
 
 async def test_malformed_json_is_retried_for_polls(client: VideoAPIClient, sim_state: SimulatorState,
@@ -226,9 +241,9 @@ async def test_malformed_json_is_retried_for_polls(client: VideoAPIClient, sim_s
 
 async def test_malformed_create_answer_is_not_retried(client: VideoAPIClient, sim_state: SimulatorState) -> None:
     sim_state.inject("malformed", "create")
-    with pytest.raises(BadResponse) as caught:
+    with pytest.raises(CreateUnconfirmed) as caught:
         await create(client)
-    assert not caught.value.retryable
+    assert isinstance(caught.value.cause, BadResponse) and not caught.value.retryable
     assert len(sim_state.requests_to("/v1/videos/generations")) == 1
 
 

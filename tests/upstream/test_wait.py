@@ -10,7 +10,17 @@ import pytest
 from aiohttp import web
 
 from bot.simulator import Simulator, SimulatorState
-from bot.upstream import PollSchedule, RetryPolicy, Task, VideoAPIClient, wait_for_task
+from bot.upstream import (
+    PollSchedule,
+    RetryPolicy,
+    Task,
+    TaskNotFound,
+    TaskTimedOut,
+    VideoAPIClient,
+    VideoAPIError,
+    wait_for_task,
+)
+from bot.upstream.retry import MAX_RETRY_AFTER
 from tests.simulator_fixtures import KEY, RecordingSleep
 
 
@@ -88,3 +98,71 @@ async def test_callback_wakes_the_follower(client: VideoAPIClient, sim_state: Si
     assert task.status == "completed"
     assert received[0]["X-Event"] == "task.completed" and received[0]["X-Task-Id"] == task_id
     assert len(sim_state.requests_to("/v1/tasks/")) == 1
+
+
+# ---- failed reads, deadlines, Retry-After caps (issue 10, items 3 and 4) ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["internal_error", "upstream_error", "bad_gateway", "malformed", "drop",
+                                  "spend_limit_exceeded", "invalid_request", "invalid_api_key"])
+async def test_a_failed_status_read_is_not_a_failed_task(kind: str, client: VideoAPIClient, sim_state: SimulatorState,
+                                                         sleep: RecordingSleep) -> None:
+    """Five reads in a row fail (after the client's own retries): the follower keeps going and gets the video."""
+    sim_state.configure({"pending_seconds": 0, "processing_seconds": 60})
+    task_id = await client.create_task(prompt="p", duration=4, aspect_ratio="16:9")
+    sim_state.inject(kind, "poll", count=8)  # 8 refused requests: at most 8 failed reads in a row, fewer than 12
+    sleep.clock = sim_state.clock
+    task = await wait_for_task(client, task_id, schedule=PollSchedule(steps=(5,), cap=5), sleep=sleep,
+                               clock=sim_state.clock.now, read_failures=RetryPolicy(max_attempts=12, base_delay=1,
+                                                                                    max_delay=4, jitter=0))
+    assert task.status == "completed"
+
+
+async def test_a_lasting_run_of_failed_reads_ends_the_wait(client: VideoAPIClient, sim_state: SimulatorState,
+                                                           sleep: RecordingSleep) -> None:
+    sim_state.configure({"pending_seconds": 0, "processing_seconds": 10_000})
+    task_id = await client.create_task(prompt="p", duration=4, aspect_ratio="16:9")
+    sim_state.inject("upstream_error", "poll", count=10_000)
+    seen: list[int] = []
+    with pytest.raises(VideoAPIError) as caught:
+        await wait_for_task(client, task_id, schedule=PollSchedule(steps=(5,), cap=5), sleep=sleep,
+                            on_read_failure=lambda exc, run: seen.append(run),
+                            read_failures=RetryPolicy(max_attempts=3, base_delay=1, max_delay=4, jitter=0))
+    assert caught.value.code == "upstream_error"
+    assert seen == [1, 2, 3]
+    assert len(sim_state.requests_to("/v1/tasks/")) == 3  # 503 is not retried by the client itself
+
+
+async def test_task_not_found_ends_the_wait_at_once(client: VideoAPIClient, sleep: RecordingSleep) -> None:
+    with pytest.raises(TaskNotFound):
+        await wait_for_task(client, "no-such-task", schedule=PollSchedule(steps=(5,), cap=5), sleep=sleep)
+
+
+@pytest.mark.parametrize("status", ["processing", "unknown_status"])
+async def test_a_task_that_never_finishes_is_given_up_at_the_deadline(
+        status: str, client: VideoAPIClient, sim_state: SimulatorState, sleep: RecordingSleep) -> None:
+    """Processing (or a status the docs never mention) for days: polling stops at the deadline, not never."""
+    sim_state.configure({"pending_seconds": 0, "processing_seconds": 10 * 24 * 3600})
+    task_id = await client.create_task(prompt="p", duration=4, aspect_ratio="16:9")
+    if status == "unknown_status":
+        sim_state.inject("unknown_status", "poll", count=100_000)
+    sleep.clock = sim_state.clock
+    start = sim_state.clock.now()
+    with pytest.raises(TaskTimedOut):
+        await wait_for_task(client, task_id, sleep=sleep, clock=sim_state.clock.now, deadline=start + 12 * 3600)
+    waited = sim_state.clock.now() - start
+    assert 12 * 3600 <= waited <= 12 * 3600 + 1  # stopped at the deadline, not a poll interval later
+    assert len(sim_state.requests_to("/v1/tasks/")) <= 12 * 3600 / 120 + 30  # the frugal schedule all along
+
+
+async def test_every_retry_after_is_capped(session: aiohttp.ClientSession, simulator: Simulator,
+                                           sim_state: SimulatorState, sleep: RecordingSleep) -> None:
+    api = VideoAPIClient(session, base_url=simulator.base_url, api_key=KEY, retry=RetryPolicy(max_attempts=1),
+                         sleep=sleep)
+    sim_state.configure({"pending_seconds": 0, "processing_seconds": 10})
+    task_id = await api.create_task(prompt="p", duration=4, aspect_ratio="16:9")
+    sim_state.inject("rate_limit_exceeded", "poll", count=1, retry_after=10**9)
+    sim_state.inject("internal_error", "poll", count=1, retry_after=10**9)
+    task = await wait_for_task(api, task_id, schedule=PollSchedule(steps=(5,), cap=5), sleep=sleep)
+    assert task.status == "completed"
+    assert max(sleep.delays) == MAX_RETRY_AFTER

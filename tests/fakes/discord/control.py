@@ -174,7 +174,8 @@ class Interactions:
                 "would not offer it (pass bypass_permissions=True to simulate an admin override)"
             )
 
-    def _option_value(self, opt: dict[str, Any], value: Any, resolved: dict[str, Any], guild_id: int | None) -> Any:
+    def _option_value(self, opt: dict[str, Any], value: Any, resolved: dict[str, Any], guild_id: int | None,
+                      ignore_bounds: bool = False) -> Any:
         world = self.world
         otype, name = opt["type"], opt["name"]
         if otype == STRING:
@@ -182,6 +183,8 @@ class Interactions:
                 raise InteractionError(f"option {name!r} takes a string, got {value!r}")
             if len(value) < opt.get("min_length", 0) or len(value) > opt.get("max_length", 6000):
                 raise InteractionError(f"option {name!r}: length {len(value)} outside the declared bounds")
+        elif otype in (INTEGER, NUMBER) and ignore_bounds:
+            pass  # a hostile client: Discord passes the number on as JSON, whatever its size or kind
         elif otype in (INTEGER, NUMBER):
             if (
                 isinstance(value, bool)
@@ -245,11 +248,13 @@ class Interactions:
         values: Mapping[str, Any],
         resolved: dict[str, Any],
         guild_id: int | None,
+        ignore_bounds: bool = False,
     ) -> list[dict[str, Any]]:
         if path:
             for opt in declared:
                 if opt["name"] == path[0] and opt["type"] in (SUBCOMMAND, GROUP):
-                    inner = self._build_options(opt.get("options") or [], path[1:], values, resolved, guild_id)
+                    inner = self._build_options(opt.get("options") or [], path[1:], values, resolved, guild_id,
+                                                ignore_bounds)
                     return [{"name": opt["name"], "type": opt["type"], "options": inner}]
             raise InteractionError(f"no subcommand or group {path[0]!r}; declared: {[o['name'] for o in declared]}")
         if any(o["type"] in (SUBCOMMAND, GROUP) for o in declared):
@@ -264,7 +269,7 @@ class Interactions:
         out = []
         for opt in declared:  # Discord sends options in declaration order
             if opt["name"] in values:
-                value = self._option_value(opt, values[opt["name"]], resolved, guild_id)
+                value = self._option_value(opt, values[opt["name"]], resolved, guild_id, ignore_bounds)
                 out.append({"name": opt["name"], "type": opt["type"], "value": value})
         return out
 
@@ -280,8 +285,13 @@ class Interactions:
         locale: str = "en-US",
         issued_at: float | None = None,
         bypass_permissions: bool = False,
+        ignore_bounds: bool = False,
     ) -> InteractionRecord:
-        """Run ``/command [group] [subcommand]`` as ``user_id`` and return its :class:`InteractionRecord`."""
+        """Run ``/command [group] [subcommand]`` as ``user_id`` and return its :class:`InteractionRecord`.
+
+        ``ignore_bounds=True`` sends integer and number options as given (2**63, 1.5), as a client that ignores
+        the registered min/max and type can: Discord's API does not enforce them on what reaches the bot.
+        """
         parts = command.strip().lstrip("/").split()
         ctx = self._context(guild_id, channel_id, _id_of(user_id))
         cmd = self._find_command(parts[0], 1, guild_id)
@@ -289,7 +299,7 @@ class Interactions:
         values: dict[str, Any] = dict(options or {})
         values.update(attachments or {})
         resolved: dict[str, Any] = {}
-        built = self._build_options(cmd.options, parts[1:], values, resolved, guild_id)
+        built = self._build_options(cmd.options, parts[1:], values, resolved, guild_id, ignore_bounds)
         data: dict[str, Any] = {"id": str(cmd.id), "name": cmd.name, "type": 1}
         if built:
             data["options"] = built
@@ -437,12 +447,37 @@ class Interactions:
         user_id: int,
         content: str = "",
         attachments: Iterable[FileSpec] = (),
+        *,
+        embeds: Iterable[dict[str, Any]] = (),
+        forward: Message | None = None,
     ) -> Message:
-        """A message written by a user (e.g. the target of "Animate with Sora")."""
+        """A message written by a user (e.g. the target of "Animate with Sora").
+
+        ``embeds`` are stored as given (a link preview: ``{"image": {"url": …, "proxy_url": …}}``, where
+        ``url`` is the member's link and ``proxy_url`` Discord's copy; see :meth:`media_proxy_url`).
+        ``forward`` makes it a forward of that message: a ``message_reference`` of type 1 and a frozen
+        copy of the message in ``message_snapshots``, as Discord sends it.
+        """
+        import copy
+
         from .messages import new_message
 
         channel = self.world.channels[channel_id]
         if channel.type == ChannelType.dm and channel.recipient_id != user_id:
             raise InteractionError("only the DM's recipient can post in it")
         files = [_as_file(self.fake, spec) for spec in attachments]
-        return new_message(self.fake, channel, _id_of(user_id), {"content": content}, files)
+        body: dict[str, Any] = {"content": content, "embeds": [dict(e) for e in embeds]}
+        snapshots: list[Message] = []
+        if forward is not None:
+            body["message_reference"] = {"type": 1, "message_id": str(forward.id),
+                                         "channel_id": str(forward.channel_id)}
+            if forward.guild_id is not None:
+                body["message_reference"]["guild_id"] = str(forward.guild_id)
+            snapshots = [copy.copy(forward)]
+        return new_message(self.fake, channel, _id_of(user_id), body, files, snapshots=snapshots)
+
+    def media_proxy_url(self, filename: str, data: bytes, content_type: str | None = None) -> str:
+        """Store an image the way Discord's media proxy keeps a copy of a linked picture, and return the
+        ``proxy_url`` an embed would carry for it (served by this fake, like attachments)."""
+        stored = self.world.store_file(filename, data, content_type)
+        return str(self.world.attachment_payload(stored)["url"])

@@ -72,8 +72,11 @@ def new_message(
     msg_type: int = 0,
     extra_flags: int = 0,
     dispatch: bool = True,
+    snapshots: list[Message] | None = None,
 ) -> Message:
     now = fake.clock.now()
+    reference = body.get("message_reference")
+    is_reply = bool(reference) and not (isinstance(reference, dict) and reference.get("type") == 1)  # 1 = forward
     message = Message(
         id=fake.ids.next(),
         channel_id=channel.id,
@@ -90,8 +93,9 @@ def new_message(
         created_at=now,
         webhook_id=webhook_id,
         interaction_id=interaction_id,
-        type=19 if body.get("message_reference") and msg_type == 0 else msg_type,
+        type=19 if is_reply and msg_type == 0 else msg_type,
         raw=body,
+        snapshots=list(snapshots or []),
     )
     fake.world.add_message(message)
     if dispatch and not message.ephemeral:
@@ -144,6 +148,8 @@ def edit_message(
 
 def delete_message(fake: FakeDiscord, message: Message) -> None:
     message.deleted = True
+    for stored in message.attachments:  # Discord removes a deleted message's files: their links now 404
+        fake.world.files.pop(stored.id, None)
     if not message.ephemeral:
         data: dict[str, Any] = {"id": str(message.id), "channel_id": str(message.channel_id)}
         if message.guild_id is not None:

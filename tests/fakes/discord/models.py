@@ -129,6 +129,8 @@ class Message:
     history: list[dict[str, Any]] = field(default_factory=list)
     edits_when_old: int = 0
     raw: dict[str, Any] = field(default_factory=dict)  # the last JSON body that created/edited it
+    #: A forward carries copies of the forwarded messages (``message_snapshots``), frozen at forward time.
+    snapshots: list[Message] = field(default_factory=list)
 
     @property
     def ephemeral(self) -> bool:

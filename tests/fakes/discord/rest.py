@@ -1,7 +1,8 @@
 """HTTP plumbing of the fake REST API: recording, auth, injected faults, rate-limit headers, errors.
 
 Every call under ``/api/v10`` is recorded in ``fake.requests`` (also the ones that fail or hit no
-route) so a test can see what the bot tried. Handlers return ``(status, body)`` and raise
+route) so a test can see what the bot tried; the ones Discord counts as invalid (401, 403, 429) are
+also kept in ``fake.world.invalid_requests`` (see :func:`invalid_requests`). Handlers return ``(status, body)`` and raise
 :class:`DiscordError`; this module turns both into responses whose JSON Content-Type is exactly
 ``application/json`` (discord.py treats anything else as text).
 """
@@ -12,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -104,6 +106,29 @@ def bucket_hash(route: str) -> str:
     return hashlib.sha1(route.encode()).hexdigest()[:16]
 
 
+def counts_as_invalid(status: int, headers: dict[str, str] | None = None) -> bool:
+    """Discord's invalid-request rule: every 401, 403 and 429 counts toward 10,000 per 10 minutes (then the
+    IP is banned for every bot on it), except a 429 whose ``X-RateLimit-Scope`` is ``shared``."""
+    if status in (401, 403):
+        return True
+    return status == 429 and (headers or {}).get("X-RateLimit-Scope") != "shared"
+
+
+def invalid_requests(fake: FakeDiscord, path_regex: str | None = None, *, within: float | None = None,
+                     method: str | None = None) -> list[RequestRecord]:
+    """The refused requests Discord would count, optionally only on matching paths or in the last ``within`` s."""
+    pattern = re.compile(path_regex) if path_regex else None
+    since = time.time() - within if within is not None else None
+    return [r for r in fake.world.invalid_requests
+            if (pattern is None or pattern.search(r.path)) and (method is None or r.method == method)
+            and (since is None or r.time >= since)]
+
+
+def _count(fake: FakeDiscord, record: RequestRecord, status: int, headers: dict[str, str] | None = None) -> None:
+    if counts_as_invalid(status, headers):
+        fake.world.invalid_requests.append(record)
+
+
 def make_middleware(fake: FakeDiscord) -> Any:
     """The middleware that records, authenticates, injects faults and renders errors."""
 
@@ -120,6 +145,7 @@ def make_middleware(fake: FakeDiscord) -> Any:
             response = await _handle(fake, request, record, handler, bucket)
         except DiscordError as exc:
             record.status, record.response, record.error_code = exc.status, exc.body(), exc.code
+            _count(fake, record, exc.status, exc.headers if isinstance(exc, _RateLimited) else None)
             if exc.status >= 500 or (exc.code == 0 and exc.status == 404):
                 log.info("fake discord: %s %s -> %s %s", record.method, record.path, exc.status, exc.message)
             fake.notify()
@@ -134,6 +160,7 @@ def make_middleware(fake: FakeDiscord) -> Any:
             return json_response(500, record.response, headers)
         status, body, extra = response
         record.status, record.response = status, body
+        _count(fake, record, status, extra)
         headers.update(extra)
         fake.notify()
         if body is None:

@@ -1,7 +1,10 @@
 """Bot-token REST routes: users, guilds, channels, messages, DMs, and the attachment "CDN".
 
 Channel writes check the bot's computed channel permissions (view → 50001, send/attach/history →
-50013), deleted channels (10003), closed DMs (50007) and the upload limit (413 / 40005).
+50013), deleted channels (10003), closed DMs (50007) and the upload limit (413 / 40005). A create with
+``enforce_nonce`` repeated within ``world.nonce_window`` returns the first message, as Discord does.
+History pages newest first: ``before`` (or nothing) gives the newest ``limit`` older messages, ``after``
+the oldest ``limit`` newer ones, both in descending id order.
 """
 
 from __future__ import annotations
@@ -52,6 +55,23 @@ def get_message(fake: FakeDiscord, channel: Channel, raw_id: str) -> Message:
     if message is None or message.deleted or message.channel_id != channel.id or message.ephemeral:
         raise errors.unknown_message()
     return message
+
+
+def nonce_match(fake: FakeDiscord, channel: Channel, author_id: int, body: dict[str, Any]) -> Message | None:
+    """With ``enforce_nonce``, Discord answers a create whose nonce the same author used in this channel
+    within the past few minutes with that earlier message, and creates nothing."""
+    nonce = body.get("nonce")
+    if not body.get("enforce_nonce") or nonce in (None, ""):
+        return None
+    if len(str(nonce)) > 25:
+        raise errors.invalid_form("nonce", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    since = fake.clock.now() - fake.world.nonce_window
+    for message in reversed(fake.world.messages.get(channel.id, [])):
+        if message.created_at < since:
+            break
+        if not message.deleted and message.author_id == author_id and message.nonce is not None and str(message.nonce) == str(nonce):
+            return message
+    return None
 
 
 def register(app: web.Application, fake: FakeDiscord) -> None:
@@ -140,8 +160,18 @@ def register(app: web.Application, fake: FakeDiscord) -> None:
             target = world.messages_by_id.get(int(ref["message_id"]))
             if (target is None or target.deleted) and ref.get("fail_if_not_exists", True):
                 raise errors.invalid_form("message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")
+        earlier = nonce_match(fake, channel, world.bot.id, body)
+        if earlier is not None:
+            return 200, world.message_payload(earlier)
         stored = store_parts(fake, files, body)
         message = new_message(fake, channel, world.bot.id, body, stored)
+        for rule in world.held_creates:
+            if rule.matches(record.path, bool(files)):
+                rule.times -= 1
+                rule.held.append(message.id)
+                fake.notify()
+                await rule.wait()
+                break
         return 200, world.message_payload(message)
 
     async def history(request: web.Request) -> tuple[int, Any]:

@@ -291,8 +291,12 @@ class FakeDiscord:
     ) -> InteractionRecord:
         return await self._control.submit_modal(source, values, user_id)
 
-    def post_user_message(self, channel_id: int, user_id: int, content: str = "", attachments: Any = ()) -> Message:
-        return self._control.post_user_message(channel_id, user_id, content, attachments)
+    def post_user_message(self, channel_id: int, user_id: int, content: str = "", attachments: Any = (),
+                          **kwargs: Any) -> Message:
+        return self._control.post_user_message(channel_id, user_id, content, attachments, **kwargs)
+
+    def media_proxy_url(self, filename: str, data: bytes, content_type: str | None = None) -> str:
+        return self._control.media_proxy_url(filename, data, content_type)
 
     # ------------------------------------------------------------------ queries
     @property

@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 from . import permissions as perm
-from .models import Channel, ChannelType, Command, Guild, Member, Message, Role, StoredFile, User
+from .faults import HoldRule
+from .models import Channel, ChannelType, Command, Guild, Member, Message, RequestRecord, Role, StoredFile, User
 from .snowflake import Clock, SnowflakeFactory
 
 
@@ -61,6 +62,14 @@ class World:
         self.files: dict[int, StoredFile] = {}
         self.commands: dict[int, Command] = {}
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        #: Refused requests as Discord counts them toward its 10,000 invalid requests per 10 minutes
+        #: (401, 403, and 429 except ``X-RateLimit-Scope: shared``); filled by the REST middleware.
+        self.invalid_requests: list[RequestRecord] = []
+        #: Message creates whose answer is withheld after the message exists (see ``faults.hold_creates``).
+        self.held_creates: list[HoldRule] = []
+        #: How long a create with ``enforce_nonce`` returns the earlier message with the same nonce
+        #: (Discord: "the past few minutes").
+        self.nonce_window = 120.0
 
     # ------------------------------------------------------------------ world building
     def add_user(self, name: str, bot: bool = False, dms_blocked: bool = False) -> User:
@@ -345,7 +354,24 @@ class World:
             payload["nonce"] = message.nonce
         if message.message_reference is not None:
             payload["message_reference"] = message.message_reference
+        if message.snapshots:
+            payload["message_snapshots"] = [{"message": self._snapshot_payload(m)} for m in message.snapshots]
         return payload
+
+    def _snapshot_payload(self, message: Message) -> dict[str, Any]:
+        """The part of a forwarded message a forward carries (no author, no id: Discord strips them)."""
+        return {
+            "type": message.type,
+            "content": message.content,
+            "embeds": message.embeds,
+            "attachments": [self.attachment_payload(a) for a in message.attachments],
+            "timestamp": iso(message.created_at),
+            "edited_timestamp": iso(message.edited_at),
+            "flags": message.flags,
+            "mentions": [],
+            "mention_roles": [],
+            "components": message.components,
+        }
 
     def command_payload(self, command: Command) -> dict[str, Any]:
         payload = dict(command.raw)
