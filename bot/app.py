@@ -30,7 +30,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         session = await stack.enter_async_context(
             aiohttp.ClientSession(headers={"User-Agent": "sora-bot/0.1"}, raise_for_status=False)
         )
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database)
         stack.push_async_callback(db.close)
         scale = settings.time_scale
         api = VideoAPIClient(

@@ -44,7 +44,7 @@ async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> 
     Every check runs (so one run names every problem); the exit code is 1 if any failed.
     """
     ok = True
-    say(f"✓ configuration: API {settings.sora_api_base}, database {settings.database_path}")
+    say(f"✓ configuration: API {settings.sora_api_base}, database {settings.database_label}")
     problem = await discord_token_problem(settings)
     if problem is None:
         say("✓ Discord accepted DISCORD_TOKEN")
@@ -52,12 +52,12 @@ async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> 
         ok = False
         say(f"✗ {problem}")
     try:
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database)
         await db.close()
-        say(f"✓ database: {settings.database_path} is writable and up to date")
+        say(f"✓ database: {settings.database_label} is writable and up to date")
     except Exception as exc:
         ok = False
-        say(f"✗ database: {settings.database_path}: {exc}")
+        say(f"✗ database: {settings.database_label}: {exc}")
     async with aiohttp.ClientSession() as session:
         api = VideoAPIClient(session, base_url=settings.sora_api_base, api_key=settings.sora_api_key.get_secret_value())
         try:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from bot import __version__
 from bot.config import ConfigError, Settings, load_settings
@@ -20,6 +21,9 @@ def _settings(require_discord: bool = True) -> Settings:
     secrets = [settings.sora_api_key.get_secret_value()]
     if settings.discord_token is not None:
         secrets.append(settings.discord_token.get_secret_value())
+    if settings.database_url is not None:  # it holds the database password
+        url = settings.database_url.get_secret_value()
+        secrets += [url, urlsplit(url).password or url]
     configure_logging(settings.log_level, settings.log_format, secrets)
     return settings
 
@@ -65,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "the API key and the operator's balance (exit 1 if anything fails)")
     check.set_defaults(func=_cmd_check)
 
-    from bot import cli_video
+    from bot import cli_db, cli_video
 
     cli_video.register(sub)
+    cli_db.register(sub)
     return parser
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from dotenv import dotenv_values
 
@@ -58,6 +58,7 @@ class Settings:
     sora_api_key: Secret
     sora_api_base: str = DEFAULT_API_BASE
     database_path: Path = DEFAULT_DATABASE_PATH
+    database_url: Secret | None = None  # postgresql://user:password@host:port/db; a secret (it holds a password)
     video_dir: Path = DEFAULT_VIDEO_DIR
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
@@ -77,6 +78,54 @@ class Settings:
     @property
     def callbacks_enabled(self) -> bool:
         return self.callback_public_url is not None
+
+    @property
+    def database(self) -> str | Path:
+        """What storage.Database.open() is given: DATABASE_URL when set (DATABASE_PATH is then ignored)."""
+        return self.database_url.get_secret_value() if self.database_url is not None else self.database_path
+
+    @property
+    def database_label(self) -> str:
+        """Where the data lives, for messages and logs: the file, or the URL without user and password."""
+        return str(self.database_path) if self.database_url is None else redact_database_url(
+            self.database_url.get_secret_value())
+
+
+DATABASE_URL_SCHEMES = ("postgresql", "postgres")
+
+
+def redact_database_url(url: str) -> str:
+    """`postgresql://host:port/db`: the URL without its user and password."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+def _database_url(name: str, value: str) -> Secret:
+    # The value holds a password: the message names the variable and the problem, never the value.
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(name, "is not a valid URL (check the host and port)") from None
+    if parts.scheme not in DATABASE_URL_SCHEMES:
+        raise ConfigError(name, "must start with postgresql:// (e.g. postgresql://user:password@host:5432/sorabot)")
+    if not parts.hostname or not parts.path.strip("/"):
+        raise ConfigError(name, "must name a host and a database (postgresql://user:password@host:5432/DBNAME)")
+    return Secret(value)
+
+
+def load_database_target(env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+                         ) -> tuple[Secret | None, Path]:
+    """(DATABASE_URL, DATABASE_PATH) alone, for the `db` commands, which need no Discord token or API key.
+
+    Raises:
+        ConfigError: DATABASE_URL is set but malformed.
+    """
+    values = read_environment(env, dotenv)
+    url = (values.get("DATABASE_URL") or "").strip()
+    path = (values.get("DATABASE_PATH") or "").strip()
+    return (_database_url("DATABASE_URL", url) if url else None), Path(path or DEFAULT_DATABASE_PATH)
 
 
 def _url(name: str, value: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
@@ -170,6 +219,7 @@ def load_settings(
         sora_api_key=Secret(key),
         sora_api_base=opt("SORA_API_BASE", _url, DEFAULT_API_BASE),
         database_path=Path(get("DATABASE_PATH") or DEFAULT_DATABASE_PATH),
+        database_url=opt("DATABASE_URL", _database_url, None),
         video_dir=Path(get("VIDEO_DIR") or DEFAULT_VIDEO_DIR),
         discord_api_base=opt("DISCORD_API_BASE", _url, None),
         discord_gateway_url=opt("DISCORD_GATEWAY_URL", lambda n, v: _url(n, v, schemes=("ws", "wss")), None),
