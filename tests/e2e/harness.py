@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from bot.app import open_services
@@ -46,6 +47,12 @@ class World:
     member: Any = None
     other: Any = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    database_url: str | None = None  # a PostgreSQL database instead of the SQLite file (see `both_backends`)
+
+    @property
+    def database(self) -> str | Path:
+        """What the bot's Database.open() gets: the PostgreSQL URL, or the SQLite file in tmp."""
+        return self.database_url or self.tmp / "bot.db"
 
     def env(self) -> dict[str, str]:
         return {
@@ -56,6 +63,7 @@ class World:
             "VIDEO_DIR": str(self.tmp / "videos"),
             "SORA_TIME_SCALE": "0.01",
             "LOG_LEVEL": "INFO",
+            **({"DATABASE_URL": self.database_url} if self.database_url else {}),
             **self.extra_env,
         }
 
@@ -75,11 +83,14 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def make_world(tmp: Path, **sim_settings: Any) -> AsyncIterator[World]:
-    """A fake Discord with one server (admin, two members, #general) and a fast simulator."""
+async def make_world(tmp: Path, *, database_url: str | None = None, **sim_settings: Any) -> AsyncIterator[World]:
+    """A fake Discord with one server (admin, two members, #general) and a fast simulator.
+
+    `database_url`: run the bot on this PostgreSQL database instead of an SQLite file in `tmp`.
+    """
     async with FakeDiscord() as fake, Simulator() as sim:
         sim.state.configure({"pending_seconds": 0.05, "processing_seconds": 0.3, **sim_settings})
-        world = World(fake=fake, sim=sim, tmp=tmp)
+        world = World(fake=fake, sim=sim, tmp=tmp, database_url=database_url)
         world.guild = fake.add_guild("Test Server")
         world.channel = fake.add_channel(world.guild.id, "general")
         world.admin = fake.add_user("admin")
@@ -247,8 +258,11 @@ async def start_subprocess(world: World) -> SubprocessBot:
 
 
 def read_db(world: World, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    """Rows of a read-only query on the world's database file, which another process may be writing."""
+    """Rows of a read-only query on the world's database, which another process may be writing."""
     import sqlite3
+
+    if world.database_url is not None:
+        return _read_postgres(world.database_url, sql, params)
 
     path = world.tmp / "bot.db"
     if not path.exists():
@@ -282,11 +296,36 @@ async def wait_db(world: World, sql: str, params: tuple[Any, ...] = (), *, until
 @contextlib.asynccontextmanager
 async def open_db(world: World) -> AsyncIterator[Database]:
     """The world's database through the storage layer (to prepare it before a bot starts, or audit it after)."""
-    db = await Database.open(world.tmp / "bot.db")
+    db = await Database.open(world.database)
     try:
         yield db
     finally:
         await db.close()
+
+
+def _read_postgres(url: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """read_db on PostgreSQL: asyncpg is async only, so one short connection on a thread of its own."""
+    import concurrent.futures
+
+    import asyncpg
+
+    from storage.conn import translate_placeholders
+
+    async def query() -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(translate_placeholders(sql), *params))
+        except asyncpg.UndefinedTableError:  # the schema is not there yet
+            return []
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, query()).result(timeout=30)
+
+
+# Parametrise an end-to-end test with this to run it on SQLite and on PostgreSQL (tests/e2e/conftest.py).
+both_backends = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
 
 def video_posts(world: World, job_id: str) -> list[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import MANAGE_GUILD, InProcessBot, World, admin_as, private_reply
+from tests.e2e.harness import MANAGE_GUILD, InProcessBot, World, admin_as, both_backends, private_reply
 from tests.fakes.discord import InteractionError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +65,7 @@ async def ledger_rows(bot: InProcessBot, guild_id: int, user_id: int | None = No
 # ---- quota ---------------------------------------------------------------------------------------------------
 
 
+@both_backends
 async def test_quota_set_add_show(world: World, bot: InProcessBot) -> None:
     g, m = world.guild.id, world.member.id
     answer = await admin(world, "quota set", user=m, amount=50)
@@ -198,6 +199,7 @@ async def test_block_refuses_generation_and_unblock_restores_it(world: World, bo
 # ---- refund ----------------------------------------------------------------------------------------------------
 
 
+@both_backends
 async def test_refund_a_delivered_job_once(world: World, bot: InProcessBot) -> None:
     job = await deliver(world, bot, world.member, 1)
     g, m = world.guild.id, world.member.id
@@ -352,6 +354,7 @@ async def test_config_words(world: World, bot: InProcessBot) -> None:
 # ---- usage, jobs, status ----------------------------------------------------------------------------------------
 
 
+@both_backends
 async def test_usage_with_a_chart(world: World, bot: InProcessBot) -> None:
     empty = await admin(world, "usage")
     assert "Jobs: 0" in empty.content and not empty.attachments
@@ -397,6 +400,7 @@ async def test_status_reads_the_operators_balance_and_reports_a_refused_key(worl
 # ---- data deletion ------------------------------------------------------------------------------------------------
 
 
+@both_backends
 async def test_delete_member_and_server(world: World, bot: InProcessBot) -> None:
     g = world.guild.id
     await deliver(world, bot, world.member, 1)

@@ -17,6 +17,7 @@ from bot.simulator.validate import check_create
 from tests.e2e.harness import (
     SubprocessBot,
     World,
+    both_backends,
     free_port,
     open_db,
     read_db,
@@ -179,6 +180,7 @@ async def test_kill_while_submitting_after_the_upstream_made_the_task_with_callb
     print("CRASH-FIGURES orphaned upstream tasks with callbacks: 0")
 
 
+@both_backends
 async def test_kill_while_running(world: World) -> None:
     """A long render; kill; the new process polls the same task at once (not a new one) and delivers."""
     await prepare(world, [world.member])
@@ -221,6 +223,7 @@ async def test_kill_between_posting_the_video_and_recording_it(world: World) -> 
     print(f"CRASH-FIGURES duplicate posts after a kill between post and record: {outcome.duplicates}")
 
 
+@both_backends
 async def test_kills_under_settlement_heavy_load(world: World) -> None:
     """Eight jobs from four members finishing together; three kills while they settle; all end settled once."""
     extra = world.fake.add_user("fourth")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.e2e.harness import InProcessBot, World
+from tests.e2e.harness import InProcessBot, World, both_backends
 
 EPHEMERAL = 64
 
@@ -15,6 +15,7 @@ async def fetch(url: str) -> bytes:
         return await response.read()
 
 
+@both_backends
 async def test_happy_path_delivers_the_video_and_charges_once(world: World, bot: InProcessBot) -> None:
     inter = await world.generate(prompt="a red fox @everyone <@&123> running", duration=4)
     response = await inter.wait_response(3)
