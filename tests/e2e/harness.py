@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fake_discord import FakeDiscord, patch_discord_py
 from PIL import Image
 
 from bot.app import open_services
@@ -21,7 +22,6 @@ from bot.discord_bot import SoraBot
 from bot.simulator.app import Simulator
 from storage.db import Database
 from storage.models import Job
-from tests.fakes.discord import FakeDiscord, patch_discord_py
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGE_GUILD = 1 << 5
@@ -77,7 +77,7 @@ class World:
 @contextlib.asynccontextmanager
 async def make_world(tmp: Path, **sim_settings: Any) -> AsyncIterator[World]:
     """A fake Discord with one server (admin, two members, #general) and a fast simulator."""
-    async with FakeDiscord() as fake, Simulator() as sim:
+    async with FakeDiscord(bot_name="Sora Bot") as fake, Simulator() as sim:
         sim.state.configure({"pending_seconds": 0.05, "processing_seconds": 0.3, **sim_settings})
         world = World(fake=fake, sim=sim, tmp=tmp)
         world.guild = fake.add_guild("Test Server")

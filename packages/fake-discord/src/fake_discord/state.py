@@ -44,10 +44,10 @@ def guess_type(filename: str, fallback: str | None = None) -> str:
     return guessed or fallback or "application/octet-stream"
 
 
-class World:
+class DiscordWorld:
     """All state of the fake Discord, plus helpers to render it as API payloads."""
 
-    def __init__(self, clock: Clock, ids: SnowflakeFactory, bot_name: str = "Sora Bot") -> None:
+    def __init__(self, clock: Clock, ids: SnowflakeFactory, bot_name: str = "Test Bot") -> None:
         self.clock = clock
         self.ids = ids
         self.base_url = ""  # http://127.0.0.1:PORT, set when the server starts

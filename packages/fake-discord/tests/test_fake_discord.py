@@ -19,7 +19,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakes.discord import FakeDiscord, InteractionError, patch_discord_py
+from fake_discord import FakeDiscord, InteractionError, patch_discord_py
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -451,7 +451,7 @@ class Interactions:
         embeds: Iterable[dict[str, Any]] = (),
         forward: Message | None = None,
     ) -> Message:
-        """A message written by a user (e.g. the target of "Animate with Sora").
+        """A message written by a user (e.g. the target of a message command).
 
         ``embeds`` are stored as given (a link preview: ``{"image": {"url": …, "proxy_url": …}}``, where
         ``url`` is the member's link and ``proxy_url`` Discord's copy; see :meth:`media_proxy_url`).

@@ -300,7 +300,7 @@ class GatewayEvent:
     time: float = field(default_factory=time.monotonic)
 
 
-class Notifier:
+class ChangeSignal:
     """Wakes every waiter whenever the fake records something, so waits never poll with sleeps."""
 
     def __init__(self) -> None:
