@@ -65,6 +65,8 @@ class FakeDiscord:
         self.interactions: dict[int, InteractionRecord] = {}
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self.attachment_downloads: list[int] = []
+        #: File ids asked for with an expired (or unsigned, or altered) link: answered 404 like Discord's CDN.
+        self.expired_attachment_reads: list[int] = []
         self.initial_response_deadline = 3.0
         self.interaction_token_lifetime = 15 * 60.0
         self.old_message_edit_limit: int | None = 5
