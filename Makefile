@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench demo install
 
-$(BIN)/sora-bot: pyproject.toml
+$(BIN)/sora-bot: pyproject.toml packages/fake-discord/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e packages/fake-discord -e '.[dev]'  # the local Discord (pip takes no relative path in extras)
 	@touch $@
 
 install: $(BIN)/sora-bot

@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: machine info, percentiles, tables, the final JSON line, a bot subprocess.
 
-Every benchmark runs on loopback only: the local Discord (tests/fakes/discord) and the video API simulator
+Every benchmark runs on loopback only: the local Discord (packages/fake-discord) and the video API simulator
 run in the benchmark's own process; the bot runs in-process or as a child process (`benchmarks/botproc.py`).
 """
 

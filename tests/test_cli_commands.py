@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fake_discord import FakeDiscord
 
 from bot.simulator import Simulator, SimulatorState
 from tests.e2e.harness import free_port, run_cli
-from tests.fakes.discord import FakeDiscord
 
 KEY = "sk-test-key-0123456789"
 WRONG_TOKEN = "MTIzNDU2Nzg5.wrong.token-that-discord-does-not-know"

@@ -299,6 +299,11 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
             text += f"\nLast upstream error: `{health.last_error.code}` <t:{int(health.last_error_at or 0)}:R>."
         here = await self.db.jobs.running_count(interaction.guild_id)  # other servers' activity is theirs
         text += f"\nJobs running in this server: {here}."
+        unconfirmed = await self.db.jobs.count_unconfirmed(interaction.guild_id)
+        if unconfirmed:
+            text += (f"\n⚠️ {unconfirmed} job(s) here were refunded because the video API never confirmed their "
+                     "request: the operator may have paid for that many videos nobody received. Configuring "
+                     "`CALLBACK_PUBLIC_URL` lets the bot recognise them instead.")
         await _private(interaction, text)
 
     # ---- data deletion -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_discord import FakeDiscord, patch_discord_py
 from PIL import Image
 
 from bot.app import open_services
@@ -22,7 +23,6 @@ from bot.discord_bot import SoraBot
 from bot.simulator.app import Simulator
 from storage.db import Database
 from storage.models import Job
-from tests.fakes.discord import FakeDiscord, patch_discord_py
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGE_GUILD = 1 << 5
@@ -88,7 +88,7 @@ async def make_world(tmp: Path, *, database_url: str | None = None, **sim_settin
 
     `database_url`: run the bot on this PostgreSQL database instead of an SQLite file in `tmp`.
     """
-    async with FakeDiscord() as fake, Simulator() as sim:
+    async with FakeDiscord(bot_name="Sora Bot") as fake, Simulator() as sim:
         sim.state.configure({"pending_seconds": 0.05, "processing_seconds": 0.3, **sim_settings})
         world = World(fake=fake, sim=sim, tmp=tmp, database_url=database_url)
         world.guild = fake.add_guild("Test Server")

@@ -8,10 +8,10 @@ import re
 import sqlite3
 
 import pytest
+from fake_discord import InteractionError
 
 from bot.prompts import check_prompt
 from tests.e2e.harness import InProcessBot, World, admin_as, private_reply, video_posts
-from tests.fakes.discord import InteractionError
 
 NO_PINGS = {"parse": []}
 SQL = "'; DROP TABLE jobs; --"

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fake_discord import InteractionError
 
 from tests.e2e.harness import MANAGE_GUILD, InProcessBot, World, admin_as, both_backends, private_reply
-from tests.fakes.discord import InteractionError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NO_PINGS = {"parse": []}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fake_discord.messages import delete_message
+
 from tests.e2e.harness import (
     InProcessBot,
     World,
@@ -15,7 +17,6 @@ from tests.e2e.harness import (
     private_reply,
     video_posts,
 )
-from tests.fakes.discord.messages import delete_message
 
 CREATES = "/v1/videos/generations"
 

@@ -13,6 +13,8 @@ import functools
 from typing import Any
 
 import pytest
+from fake_discord.faults import hold_creates
+from fake_discord.rest import invalid_requests
 
 from bot.jobs import runner as runner_module
 from bot.jobs.throttle import StatusThrottle
@@ -30,8 +32,6 @@ from tests.e2e.harness import (
     wait_db,
 )
 from tests.e2e.test_crash import prepare, settle_and_audit
-from tests.fakes.discord.faults import hold_creates
-from tests.fakes.discord.rest import invalid_requests
 
 WEBHOOK_POST = "/webhooks/{application_id}/{token}"
 CHANNEL_POST = "/channels/{channel_id}/messages"

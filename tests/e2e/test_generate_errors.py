@@ -106,7 +106,9 @@ async def test_a_create_whose_answer_is_lost_is_never_sent_again(world: World, b
     creates = len(world.sim.state.requests_to(CREATES, "POST"))
     assert creates == 1, creates
     assert job.error_code == "create_unconfirmed"
-    assert await bot.db.jobs.count_unconfirmed(world.guild.id) == 1  # what /sora-admin status reports
+    status = await private_reply(await world.fake.slash(world.guild.id, world.channel.id, world.admin.id,
+                                                         "sora-admin status"))
+    assert "1 job(s) here were refunded because the video API never confirmed" in status.content
     print(f"RELIABILITY-FIGURES creates per job under a lost answer ({kind}, no callbacks): {creates}")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fake_discord import Command, InteractionError
 
 from tests.e2e.harness import InProcessBot, World, run_cli
-from tests.fakes.discord import Command, InteractionError
 
 SLASH, MESSAGE = 1, 3
 SUB, GROUP = 1, 2

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fake_discord import InteractionError
 
 from tests.e2e.harness import InProcessBot, World, admin_as, assert_friendly, assert_settled, final_status
-from tests.fakes.discord import InteractionError
 
 
 @pytest.mark.parametrize("kind", ["expired", "wrong_content_type"])

@@ -8,14 +8,19 @@ discord.py cannot compute ``channel.permissions_for(guild.me)``.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 import io
 import mimetypes
+import secrets
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from . import permissions as perm
 from .faults import HoldRule
 from .models import Channel, ChannelType, Command, Guild, Member, Message, RequestRecord, Role, StoredFile, User
+from .rules import Pings
 from .snowflake import Clock, SnowflakeFactory
 
 
@@ -44,10 +49,10 @@ def guess_type(filename: str, fallback: str | None = None) -> str:
     return guessed or fallback or "application/octet-stream"
 
 
-class World:
+class DiscordWorld:
     """All state of the fake Discord, plus helpers to render it as API payloads."""
 
-    def __init__(self, clock: Clock, ids: SnowflakeFactory, bot_name: str = "Sora Bot") -> None:
+    def __init__(self, clock: Clock, ids: SnowflakeFactory, bot_name: str = "Test Bot") -> None:
         self.clock = clock
         self.ids = ids
         self.base_url = ""  # http://127.0.0.1:PORT, set when the server starts
@@ -70,6 +75,11 @@ class World:
         #: How long a create with ``enforce_nonce`` returns the earlier message with the same nonce
         #: (Discord: "the past few minutes").
         self.nonce_window = 120.0
+        #: Attachment links are signed and expire like Discord's CDN links (``ex`` is ~24 h after issue); a
+        #: message or interaction fetched again carries freshly signed links.
+        self.attachment_url_lifetime = 24 * 3600.0
+        self._cdn_key = secrets.token_bytes(16)
+        self._link_times: dict[int, tuple[int, int]] = {}  # file id -> (is, ex) of its current link
 
     # ------------------------------------------------------------------ world building
     def add_user(self, name: str, bot: bool = False, dms_blocked: bool = False) -> User:
@@ -308,9 +318,28 @@ class World:
             )
         return payload
 
+    def sign(self, file_id: int, ex: int, issued: int) -> str:
+        """The ``hm`` of a CDN link: only links this Discord issued (and did not alter) are served."""
+        msg = f"{file_id}:{ex:x}:{issued:x}".encode()
+        return hmac.new(self._cdn_key, msg, hashlib.sha256).hexdigest()
+
+    def signed_url_valid(self, file_id: int, query: Mapping[str, str]) -> bool:
+        """Whether ``?ex=&is=&hm=`` is this Discord's own signature and ``ex`` (hex unix time) has not passed."""
+        try:
+            ex, issued = int(query["ex"], 16), int(query["is"], 16)
+        except (KeyError, ValueError):
+            return False
+        return hmac.compare_digest(query.get("hm", ""), self.sign(file_id, ex, issued)) and self.clock.now() < ex
+
     def attachment_payload(self, stored: StoredFile, ephemeral: bool = False) -> dict[str, Any]:
-        ex = int(self.clock.now() + 24 * 3600)
-        url = f"{self.base_url}/attachments/{stored.id}/{quote(stored.filename)}?ex={ex:x}&is={int(self.clock.now()):x}&hm=fake"
+        now = self.clock.now()
+        issued, ex = self._link_times.get(stored.id, (0, 0))
+        if now >= ex:  # like Discord: the same link until it expires, then a freshly signed one
+            issued = int(now)
+            ex = issued + int(self.attachment_url_lifetime)
+            self._link_times[stored.id] = (issued, ex)
+        hm = self.sign(stored.id, ex, issued)
+        url = f"{self.base_url}/attachments/{stored.id}/{quote(stored.filename)}?ex={ex:x}&is={issued:x}&hm={hm}"
         payload: dict[str, Any] = {
             "id": str(stored.id),
             "filename": stored.filename,
@@ -327,6 +356,7 @@ class World:
 
     def message_payload(self, message: Message) -> dict[str, Any]:
         author = self.users.get(message.author_id) or User(id=message.author_id, name="unknown")
+        pings = message.pings[-1] if message.pings else Pings()
         payload: dict[str, Any] = {
             "id": str(message.id),
             "channel_id": str(message.channel_id),
@@ -336,9 +366,9 @@ class World:
             "embeds": message.embeds,
             "components": message.components,
             "attachments": [self.attachment_payload(a) for a in message.attachments],
-            "mentions": [],
-            "mention_roles": [],
-            "mention_everyone": False,
+            "mentions": [self.user_payload(u) for u in sorted(pings.users)],
+            "mention_roles": [str(r) for r in sorted(pings.roles)],
+            "mention_everyone": pings.everyone,
             "pinned": False,
             "tts": False,
             "flags": message.flags,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from .rules import Pings
+
 if TYPE_CHECKING:
     from .server import FakeDiscord
 
@@ -131,6 +133,9 @@ class Message:
     raw: dict[str, Any] = field(default_factory=dict)  # the last JSON body that created/edited it
     #: A forward carries copies of the forwarded messages (``message_snapshots``), frozen at forward time.
     snapshots: list[Message] = field(default_factory=list)
+    #: Who each version would notify, computed as Discord does from content + ``allowed_mentions``: one entry
+    #: for the creation, then one per edit (see :func:`fake_discord.rules.compute_pings`).
+    pings: list[Pings] = field(default_factory=list)
 
     @property
     def ephemeral(self) -> bool:
@@ -300,7 +305,7 @@ class GatewayEvent:
     time: float = field(default_factory=time.monotonic)
 
 
-class Notifier:
+class ChangeSignal:
     """Wakes every waiter whenever the fake records something, so waits never poll with sleeps."""
 
     def __init__(self) -> None:

@@ -23,7 +23,7 @@ from .models import ChannelType, GatewayEvent, Message
 if TYPE_CHECKING:
     from .server import FakeDiscord
 
-log = logging.getLogger("tests.fakes.discord.gateway")
+log = logging.getLogger("fake_discord.gateway")
 
 GUILDS = 1 << 0
 GUILD_MESSAGES = 1 << 9

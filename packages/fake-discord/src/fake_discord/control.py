@@ -381,6 +381,13 @@ class Interactions:
             raise InteractionError(f"message {msg.id} has no component {custom_id!r}; it has {ids}")
         if comp.get("disabled"):
             raise InteractionError(f"component {custom_id!r} is disabled")
+        if msg.ephemeral:
+            source = self.fake.interactions.get(msg.interaction_id or 0)
+            owner = source.user_id if source is not None else None
+            if owner != _id_of(user_id):
+                raise InteractionError(
+                    f"message {msg.id} is ephemeral: only its recipient ({owner}) sees it, so only they can press "
+                    f"{custom_id!r}")
         ctx = self._context(msg.guild_id, msg.channel_id, _id_of(user_id))
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": comp["type"]}
         if comp["type"] != 2:
@@ -451,7 +458,7 @@ class Interactions:
         embeds: Iterable[dict[str, Any]] = (),
         forward: Message | None = None,
     ) -> Message:
-        """A message written by a user (e.g. the target of "Animate with Sora").
+        """A message written by a user (e.g. the target of a message command).
 
         ``embeds`` are stored as given (a link preview: ``{"image": {"url": …, "proxy_url": …}}``, where
         ``url`` is the member's link and ``proxy_url`` Discord's copy; see :meth:`media_proxy_url`).

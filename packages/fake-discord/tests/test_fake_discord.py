@@ -19,7 +19,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakes.discord import FakeDiscord, InteractionError, patch_discord_py
+from fake_discord import FakeDiscord, InteractionError, patch_discord_py
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -142,6 +142,18 @@ class Probe(commands.Cog):
     @app_commands.command(name="button", description="Post a persistent button")
     async def button(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message("result", view=RerollView())
+
+    @app_commands.command(name="private-button", description="An ephemeral message with a button")
+    async def private_button(self, interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=30)
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(label="press", custom_id="private:press")
+
+        async def pressed(press: discord.Interaction) -> None:
+            await press.response.edit_message(content="pressed", view=None)
+
+        button.callback = pressed  # type: ignore[method-assign]
+        view.add_item(button)
+        await interaction.response.send_message("only you see this", view=view, ephemeral=True)
 
     @sora.command(name="generate", description="Generate a video")
     @app_commands.choices(duration=[app_commands.Choice(name=f"{d} s", value=d) for d in (4, 8, 12)])
@@ -609,6 +621,130 @@ async def test_second_ack_and_old_message_edit_cap(fake: FakeDiscord) -> None:
         ) as resp:
             assert resp.status == 403 and (await resp.json())["code"] == 50007
     assert fake.message(int(mid)).history[0]["content"] == "a"  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------- as strict as Discord (issue 12)
+
+
+def _row(*buttons: dict[str, Any]) -> dict[str, Any]:
+    return {"type": 1, "components": list(buttons)}
+
+
+def _button(custom_id: str, label: str = "ok") -> dict[str, Any]:
+    return {"type": 2, "style": 1, "custom_id": custom_id, "label": label}
+
+
+@pytest.mark.parametrize(("components", "why"), [
+    ([_row(_button("a")) for _ in range(6)], "six action rows"),
+    ([_row(*[_button(f"b{i}") for i in range(6)])], "six buttons in a row"),
+    ([_row(_button("x" * 101))], "a custom_id of 101 characters"),
+    ([_row(_button("a", "l" * 81))], "a label of 81 characters"),
+    ([_row(_button("a"), _button("a"))], "a duplicated custom_id"),
+    ([_row({"type": 2, "style": 5, "label": "go", "custom_id": "c"})], "a link button without url"),
+    ([_button("a")], "a button outside an action row"),
+])
+async def test_components_are_validated_like_discord(fake: FakeDiscord, components: list[Any], why: str) -> None:
+    guild = fake.add_guild("G")
+    channel = fake.add_channel(guild.id, "c")
+    auth = {"Authorization": f"Bot {fake.token}"}
+    url = f"{fake.rest_base}/channels/{channel.id}/messages"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json={"content": "hi", "components": components}, headers=auth) as resp:
+            assert resp.status == 400 and (await resp.json())["code"] == 50035, why
+        async with http.post(url, json={"content": "hi", "components": [_row(_button("a" * 100, "l" * 80))]},
+                             headers=auth) as resp:
+            assert resp.status == 200  # the limits themselves are allowed
+            mid = (await resp.json())["id"]
+        async with http.patch(f"{url}/{mid}", json={"components": components}, headers=auth) as resp:
+            assert resp.status == 400, f"an edit with {why}"
+        async with http.post(url, json={"embeds": [{"title": "t" * 257}]}, headers=auth) as resp:
+            assert resp.status == 400
+        async with http.post(url, json={"embeds": [{"description": "d" * 4000}, {"description": "d" * 2001}]},
+                             headers=auth) as resp:
+            assert resp.status == 400  # 6,000 characters over all embeds
+
+
+async def test_an_edit_that_leaves_nothing_is_refused(fake: FakeDiscord) -> None:
+    guild = fake.add_guild("G")
+    channel = fake.add_channel(guild.id, "c")
+    auth = {"Authorization": f"Bot {fake.token}"}
+    url = f"{fake.rest_base}/channels/{channel.id}/messages"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json={"content": "hi"}, headers=auth) as resp:
+            mid = (await resp.json())["id"]
+        async with http.patch(f"{url}/{mid}", json={"content": ""}, headers=auth) as resp:
+            assert resp.status == 400 and (await resp.json())["code"] == 50006
+        async with http.patch(f"{url}/{mid}", json={"content": "", "embeds": [{"title": "t"}]}, headers=auth) as resp:
+            assert resp.status == 200
+    assert fake.message(int(mid)).content == ""  # type: ignore[union-attr]
+
+
+async def test_pings_are_computed_from_content_and_allowed_mentions(fake: FakeDiscord) -> None:
+    guild = fake.add_guild("G")
+    channel = fake.add_channel(guild.id, "c")
+    role = fake.add_role(guild.id, "mods")
+    auth = {"Authorization": f"Bot {fake.token}"}
+    url = f"{fake.rest_base}/channels/{channel.id}/messages"
+    text = f"@everyone <@1> <@!2> <@&{role.id}> \\<@3>"
+    cases = [
+        (None, ({1, 2}, {role.id}, True)),  # no allowed_mentions: Discord parses everything
+        ({"parse": []}, (set(), set(), False)),
+        ({"parse": [], "users": ["2"]}, ({2}, set(), False)),
+        ({"parse": ["roles", "everyone"]}, (set(), {role.id}, True)),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for allowed, (users, roles, everyone) in cases:
+            body: dict[str, Any] = {"content": text}
+            if allowed is not None:
+                body["allowed_mentions"] = allowed
+            async with http.post(url, json=body, headers=auth) as resp:
+                payload = await resp.json()
+            [pings] = fake.message(int(payload["id"])).pings  # type: ignore[union-attr]
+            assert (set(pings.users), set(pings.roles), pings.everyone) == (users, roles, everyone), allowed
+            assert payload["mention_everyone"] is everyone
+        async with http.patch(f"{url}/{payload['id']}", json={"content": "<@7>"}, headers=auth) as resp:
+            assert resp.status == 200  # an edit without allowed_mentions is parsed with the default
+        assert set(fake.message(int(payload["id"])).pings[-1].users) == {7}  # type: ignore[union-attr]
+        async with http.post(url, json={"content": "x", "allowed_mentions": {"parse": ["users"], "users": ["1"]}},
+                             headers=auth) as resp:
+            assert resp.status == 400  # parse users and a users list are mutually exclusive
+
+
+async def test_attachment_links_are_signed_and_expire(fake: FakeDiscord) -> None:
+    guild = fake.add_guild("G")
+    channel = fake.add_channel(guild.id, "c")
+    user = fake.add_user("u")
+    fake.add_member(guild.id, user.id)
+    message = fake.post_user_message(channel.id, user.id, "pic", attachments=[("a.png", PNG_1x1, "image/png")])
+    url = fake.world.message_payload(message)["attachments"][0]["url"]
+    assert "?ex=" in url and "&hm=" in url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200
+        async with http.get(url.split("?")[0]) as resp:
+            assert resp.status == 404  # unsigned
+        async with http.get(url.replace("?ex=", "?ex=f")) as resp:
+            assert resp.status == 404  # a later expiry the signature does not cover
+        fake.clock.advance(fake.world.attachment_url_lifetime + 1)
+        async with http.get(url) as resp:
+            assert resp.status == 404 and "no longer available" in await resp.text()
+        fresh = fake.world.message_payload(message)["attachments"][0]["url"]  # fetched again: signed anew
+        async with http.get(fresh) as resp:
+            assert resp.status == 200
+    assert fake.expired_attachment_reads == [message.attachments[0].id] * 3
+
+
+async def test_only_the_recipient_can_press_a_button_on_an_ephemeral_message(world: World) -> None:
+    fake = world.fake
+    bob = fake.add_user("bob")
+    fake.add_member(world.guild_id, bob.id)
+    inter = await fake.slash(world.guild_id, world.channel_id, world.user_id, "private-button")
+    message = await inter.wait_original()
+    assert message.ephemeral
+    with pytest.raises(InteractionError, match="ephemeral"):
+        await fake.press_button(message, "private:press", bob.id)
+    pressed = await fake.press_button(message, "private:press", world.user_id)
+    assert (await pressed.wait_response()).type in (6, 7)
 
 
 # ----------------------------------------------------------------------------------------- subprocess

@@ -27,7 +27,7 @@ from .models import Part, RequestRecord
 if TYPE_CHECKING:
     from .server import FakeDiscord
 
-log = logging.getLogger("tests.fakes.discord.rest")
+log = logging.getLogger("fake_discord.rest")
 
 API_PREFIX = "/api/v10"
 #: Per-request storage keys (typed keys where aiohttp has them, to avoid its NotAppKeyWarning).

@@ -23,6 +23,7 @@ from .control import FileSpec, Interactions
 from .faults import FailRule, RateLimitRule, normalise_prefix
 from .gateway import GUILDS, Gateway
 from .models import (
+    ChangeSignal,
     Channel,
     ChannelType,
     Command,
@@ -30,7 +31,6 @@ from .models import (
     InteractionRecord,
     Member,
     Message,
-    Notifier,
     Overwrite,
     RequestRecord,
     Role,
@@ -38,12 +38,12 @@ from .models import (
 )
 from .rest import make_middleware
 from .snowflake import Clock, SnowflakeFactory
-from .state import World
+from .state import DiscordWorld
 
-log = logging.getLogger("tests.fakes.discord")
+log = logging.getLogger("fake_discord")
 T = TypeVar("T")
 
-DEFAULT_TOKEN = "FAKE0bot0token.Gxxxxx.sora-bot-local-discord-0000000000000000"
+DEFAULT_TOKEN = "FAKE0bot0token.Gxxxxx.local-discord-00000000000000000000000000"
 
 
 class FakeDiscord:
@@ -55,16 +55,18 @@ class FakeDiscord:
       hour before 400 / 30046.
     """
 
-    def __init__(self, token: str = DEFAULT_TOKEN, bot_name: str = "Sora Bot", host: str = "127.0.0.1") -> None:
+    def __init__(self, token: str = DEFAULT_TOKEN, bot_name: str = "Test Bot", host: str = "127.0.0.1") -> None:
         self.token = token
         self.host = host
         self.clock = Clock()
         self.ids = SnowflakeFactory(self.clock)
-        self.world = World(self.clock, self.ids, bot_name)
+        self.world = DiscordWorld(self.clock, self.ids, bot_name)
         self.requests: list[RequestRecord] = []
         self.interactions: dict[int, InteractionRecord] = {}
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self.attachment_downloads: list[int] = []
+        #: File ids asked for with an expired (or unsigned, or altered) link: answered 404 like Discord's CDN.
+        self.expired_attachment_reads: list[int] = []
         self.initial_response_deadline = 3.0
         self.interaction_token_lifetime = 15 * 60.0
         self.old_message_edit_limit: int | None = 5
@@ -76,7 +78,7 @@ class FakeDiscord:
         self.closing = False
         self.port = 0
         self.gateway = Gateway(self)
-        self._notifier = Notifier()
+        self._changed = ChangeSignal()
         self._control = Interactions(self)
         self._runner: web.AppRunner | None = None
 
@@ -342,7 +344,7 @@ class FakeDiscord:
     # ------------------------------------------------------------------ waiting
     def notify(self) -> None:
         """Wake waiters: called on every recorded event."""
-        self._notifier.bump()
+        self._changed.bump()
 
     async def wait_for(
         self, predicate: Callable[[], T], timeout: float = 5.0, what: str | None = None, recheck: float | None = None
@@ -368,7 +370,7 @@ class FakeDiscord:
                     f"recent requests:\n  {recent}"
                 )
             with contextlib.suppress(TimeoutError):
-                await self._notifier.wait_next(remaining if recheck is None else min(remaining, recheck))
+                await self._changed.wait_next(remaining if recheck is None else min(remaining, recheck))
 
     async def sync_wait_commands(
         self, timeout: float = 10.0, guild_id: int | None = None, names: Any = ()

@@ -223,6 +223,10 @@ def register(app: web.Application, fake: FakeDiscord) -> None:
         stored = world.files.get(int(request.match_info["file_id"]))
         if stored is None or stored.filename != request.match_info["filename"]:
             return web.Response(status=404, text="Not Found")
+        if not world.signed_url_valid(stored.id, request.query):  # Discord's CDN: expired or unsigned link
+            fake.expired_attachment_reads.append(stored.id)
+            fake.notify()
+            return web.Response(status=404, text="This content is no longer available.")
         fake.attachment_downloads.append(stored.id)
         fake.notify()
         return web.Response(body=stored.data, headers={"Content-Type": stored.content_type})

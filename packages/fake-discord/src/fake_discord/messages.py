@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import errors, rules
 from .models import Channel, Message, Part, StoredFile
 from .snowflake import snowflake_time
 
@@ -35,8 +35,9 @@ def check_body(
     if content is not None and len(content) > 2000:
         raise errors.invalid_form("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
     embeds = body.get("embeds") or []
-    if len(embeds) > 10:
-        raise errors.invalid_form("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+    rules.check_embeds(embeds)
+    rules.check_components(body.get("components"), int(body.get("flags") or 0))
+    rules.check_allowed_mentions(body.get("allowed_mentions"))
     if len(files) > 10:
         raise errors.invalid_form("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
     limit = upload_limit(fake, channel)
@@ -47,6 +48,18 @@ def check_body(
         content or embeds or files or body.get("components") or body.get("sticker_ids") or body.get("poll")
     ):
         raise errors.empty_message()
+
+
+def pings_of(fake: FakeDiscord, message: Message) -> rules.Pings:
+    """Who this version of the message would notify (an ephemeral message notifies nobody)."""
+    if message.ephemeral:
+        return rules.Pings()
+    replied_to = None
+    ref = message.message_reference
+    if message.type == 19 and isinstance(ref, dict) and ref.get("message_id"):
+        target = fake.world.messages_by_id.get(int(ref["message_id"]))
+        replied_to = target.author_id if target is not None else None
+    return rules.compute_pings(message.content, message.allowed_mentions, replied_to)
 
 
 def store_parts(fake: FakeDiscord, files: list[Part], body: dict[str, Any]) -> list[StoredFile]:
@@ -97,6 +110,7 @@ def new_message(
         raw=body,
         snapshots=list(snapshots or []),
     )
+    message.pings.append(pings_of(fake, message))
     fake.world.add_message(message)
     if dispatch and not message.ephemeral:
         fake.gateway.dispatch_message("MESSAGE_CREATE", message)
@@ -118,6 +132,7 @@ def edit_message(
     limit = fake.old_message_edit_limit
     if old and limit is not None and message.edits_when_old >= limit:
         raise errors.old_edit_limit()
+    _refuse_empty_result(message, body, files)
     message.history.append(message.snapshot())
     if old:
         message.edits_when_old += 1
@@ -140,10 +155,26 @@ def edit_message(
         message.flags &= ~128
     message.edited_at = fake.clock.now()
     message.raw = body
+    if "allowed_mentions" not in body:
+        message.allowed_mentions = None  # an edit without it is parsed with Discord's default (everything)
+    message.pings.append(pings_of(fake, message))
     if not message.ephemeral:
         fake.gateway.dispatch_message("MESSAGE_UPDATE", message)
     fake.notify()
     return message
+
+
+def _refuse_empty_result(message: Message, body: dict[str, Any], files: list[StoredFile]) -> None:
+    """Discord refuses an edit that would leave the message with nothing to show (50006)."""
+    content = (body["content"] or "") if "content" in body else message.content
+    embeds = (body["embeds"] or []) if "embeds" in body else message.embeds
+    components = (body["components"] or []) if "components" in body else message.components
+    attachments = message.attachments
+    if "attachments" in body and body["attachments"] is not None:
+        keep = {str(a.get("id")) for a in body["attachments"] if isinstance(a, dict)}
+        attachments = [a for a in attachments if str(a.id) in keep]
+    if not (content or embeds or components or attachments or files or message.snapshots):
+        raise errors.empty_message()
 
 
 def delete_message(fake: FakeDiscord, message: Message) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import errors
+from . import errors, rules
 from .messages import check_body, delete_message, edit_message, new_message, store_parts
 from .models import CallbackRecord, Channel, InteractionRecord, Message
 from .rest import RECORD
@@ -107,6 +107,7 @@ def register(app: web.Application, fake: FakeDiscord) -> None:
                 raise errors.invalid_form("data", "BASE_TYPE_REQUIRED", "custom_id, title and components are required")
             if len(data["title"]) > 45:
                 raise errors.invalid_form("data.title", "BASE_TYPE_MAX_LENGTH", "Must be 45 or fewer in length.")
+            rules.check_modal(data)
         inter.response = CallbackRecord(type=cb_type, data=data, at=now, files=stored)
         fake.notify()
         if record.query.get("with_response", "").lower() not in ("1", "true"):

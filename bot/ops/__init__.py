@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, the /metrics and /healthz server, event-loop lag, and Sentry reporting."""
