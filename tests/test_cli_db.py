@@ -201,3 +201,21 @@ async def test_cli_upgrade_applies_migrations_and_refuses_a_newer_database(
             await conn.close()
     code, out, err = await cli("db", "upgrade", env=env, cwd=tmp_path)
     assert code == 1 and "newer" in err
+
+
+async def test_check_opens_the_postgresql_database_and_names_it_without_the_password(tmp_path: Path,
+                                                                                      pg_url: str) -> None:
+    from bot.checks import run_checks
+    from bot.config import load_settings
+
+    closed = "http://127.0.0.1:9"  # nothing listens: those checks fail fast, the database one must not
+    settings = load_settings({"SORA_API_KEY": "sk-test-123", "SORA_API_BASE": closed, "DISCORD_API_BASE": closed,
+                              "DATABASE_URL": pg_url.replace("postgres@", "postgres:pw-secret-1@"),
+                              "DATABASE_PATH": str(tmp_path / "unused.db")}, dotenv=None, require_discord=False)
+    lines: list[str] = []
+    await run_checks(settings, say=lines.append)
+    database = [line for line in lines if line.startswith(("✓ database", "✗ database"))]
+    assert database == [f"✓ database: {pg_url.replace('postgres@', '')} is writable and up to date"]
+    assert not any("pw-secret-1" in line for line in lines)
+    assert not (tmp_path / "unused.db").exists()  # DATABASE_PATH is ignored when DATABASE_URL is set
+    assert "pw-secret-1" not in repr(settings)
