@@ -74,6 +74,7 @@ class PgConn:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.raw = conn
+        self._held: set[tuple[int, bool]] = set()  # advisory locks this transaction already holds
 
     async def execute(self, sql: str, params: Params = ()) -> Result:
         try:
@@ -94,8 +95,14 @@ class PgConn:
             raise ConstraintViolation(str(exc)) from exc
 
     async def lock(self, name: str, key: int, *, shared: bool = False) -> None:
+        # One PgConn lives for one transaction: a lock taken again (a helper re-taking its caller's) costs
+        # nothing, and an exclusive lock already held covers a shared request.
+        lock = lock_key(name, key)
+        if (lock, False) in self._held or (lock, shared) in self._held:
+            return
         verb = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        await self.raw.execute(f"SELECT {verb}($1)", lock_key(name, key))
+        await self.raw.execute(f"SELECT {verb}($1)", lock)
+        self._held.add((lock, shared))
 
     def day_number(self, column: str) -> str:
         # A float-to-integer CAST rounds on PostgreSQL; floor() first makes it "whole days elapsed".
