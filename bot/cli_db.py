@@ -51,6 +51,8 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 async def _upgrade(target: str | Path, label: str) -> int:
+    import asyncpg
+
     from storage.db import Database
     from storage.errors import SchemaTooNew
     from storage.migrate import latest_version
@@ -60,8 +62,9 @@ async def _upgrade(target: str | Path, label: str) -> int:
     except SchemaTooNew as exc:
         print(f"sora-bot: {label}: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ConnectionError) as exc:
-        print(f"sora-bot: cannot reach the database {label}: {exc}", file=sys.stderr)
+    except (OSError, ConnectionError, asyncpg.PostgresError) as exc:
+        print(f"sora-bot: the database {label} could not be opened: {exc.__class__.__name__}: {exc}",
+              file=sys.stderr)
         return 1
     await db.close()
     print(f"sora-bot: database {label} is at schema version {latest_version()} (up to date).")
@@ -81,6 +84,7 @@ def _cmd_copy(args: argparse.Namespace) -> int:
 
 
 async def _copy(source_path: Path, url: str, label: str, mode: str) -> int:
+    import asyncpg
     from tqdm import tqdm
 
     from storage.copy import TABLES, CopyRefused, copy_database
@@ -98,8 +102,9 @@ async def _copy(source_path: Path, url: str, label: str, mode: str) -> int:
         except SchemaTooNew as exc:
             print(f"sora-bot: {label}: {exc}", file=sys.stderr)
             return 1
-        except (OSError, ConnectionError) as exc:
-            print(f"sora-bot: cannot reach the database {label}: {exc}", file=sys.stderr)
+        except (OSError, ConnectionError, asyncpg.PostgresError) as exc:
+            print(f"sora-bot: the database {label} could not be opened: {exc.__class__.__name__}: {exc}",
+                  file=sys.stderr)
             return 1
         try:
             total = 0

@@ -219,3 +219,13 @@ async def test_check_opens_the_postgresql_database_and_names_it_without_the_pass
     assert not any("pw-secret-1" in line for line in lines)
     assert not (tmp_path / "unused.db").exists()  # DATABASE_PATH is ignored when DATABASE_URL is set
     assert "pw-secret-1" not in repr(settings)
+
+
+async def test_cli_upgrade_names_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    from tests.pgserver import free_port
+
+    url = f"postgresql://sora:pw-secret-2@127.0.0.1:{free_port()}/sora"
+    code, out, err = await cli("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path)
+    assert code == 1
+    assert f"postgresql://127.0.0.1:{url.rsplit(':', 1)[1]}" in err and "could not be opened" in err
+    assert "pw-secret-2" not in out + err and "Traceback" not in err
