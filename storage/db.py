@@ -7,8 +7,10 @@ Callers see one API whichever backend runs underneath: `Database.open(target)`, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,6 +43,8 @@ class Database:
         self.path: Path | None = backend.path
         self.url: str | None = getattr(backend, "url", None)
         self.clock = clock
+        self._local_locks: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = (
+            weakref.WeakValueDictionary())
         self.guilds = Guilds(self)
         self.ledger = Ledger(self)
         self.jobs = Jobs(self)
@@ -73,6 +77,18 @@ class Database:
     async def close(self) -> None:
         """Wait for the write in progress, then close every connection (idempotent)."""
         await self._backend.close()
+
+    def local_lock(self, name: str, key: int) -> asyncio.Lock:
+        """An asyncio.Lock for one scope in this process (kept while someone holds or waits for it).
+
+        Not a substitute for the database's own locks (other processes do not see it): a way to queue work
+        that would queue inside the database anyway without occupying a pooled connection meanwhile.
+        """
+        lock = self._local_locks.get((name, key))
+        if lock is None:
+            lock = asyncio.Lock()
+            self._local_locks[(name, key)] = lock
+        return lock
 
     def now(self) -> float:
         """The injected clock, in UNIX seconds."""

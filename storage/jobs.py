@@ -86,9 +86,11 @@ class Jobs:
         if isinstance(request.cost, bool) or not isinstance(request.cost, int) or request.cost <= 0:
             raise ValueError("a job must cost a positive whole number of credits")
         job_id = uuid.uuid4().hex
-        async with self._db.write() as conn:
-            # PostgreSQL: admissions in one guild queue here, so quotas that span rows (jobs at once, cooldown,
-            # daily budget) are checked against every earlier admission's committed result.
+        # Admissions in one guild queue in this process first, without holding a pooled connection, so they
+        # do not take every connection while they wait for each other and starve settlements (PostgreSQL).
+        async with self._db.local_lock(ADMISSION, request.guild_id), self._db.write() as conn:
+            # PostgreSQL: admissions in one guild queue here (across processes too), so quotas that span rows
+            # (jobs at once, cooldown, daily budget) are checked against every earlier admission's result.
             await conn.lock(GUILD, request.guild_id, shared=True)
             await conn.lock(ADMISSION, request.guild_id)
             now = self._db.now()
