@@ -12,7 +12,7 @@ from storage.errors import (
     ChannelNotAllowed,
     Cooldown,
     DailyBudgetExhausted,
-    InsufficientCredits,
+    NotEnoughCredits,
     TooManyJobs,
 )
 from storage.guilds import GuildSettings, blocked_reason_in
@@ -32,7 +32,7 @@ async def check_admission(conn: aiosqlite.Connection, now: float, settings: Guil
     read-only pre-check passes `projected_available()`); otherwise the balance is read in `conn`.
 
     Raises:
-        Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted, InsufficientCredits.
+        Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted, NotEnoughCredits.
     """
     guild_id, user_id = request.guild_id, request.user_id
     reason = await blocked_reason_in(conn, guild_id, user_id)
@@ -65,7 +65,7 @@ async def check_admission(conn: aiosqlite.Connection, now: float, settings: Guil
     if available is None:
         available, _ = await balance_in(conn, guild_id, user_id)
     if available < request.cost:
-        raise InsufficientCredits(available, request.cost, next_refill(settings, now))
+        raise NotEnoughCredits(available, request.cost, next_refill(settings, now))
 
 
 async def projected_available(conn: aiosqlite.Connection, now: float, settings: GuildSettings, user_id: int) -> int:

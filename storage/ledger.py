@@ -22,6 +22,7 @@ import aiosqlite
 from storage.db import fetchall, fetchone
 from storage.errors import AmountOutOfRange
 from storage.guilds import GuildSettings, settings_in
+from storage.models import LedgerKind, Settlement
 from storage.periods import next_period_start, period_key
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KINDS = ("grant", "refill", "adjust", "hold", "charge", "release", "refund")
 MAX_ENTRY = 1_000_000_000  # credits one ledger entry may move either way ($5,000,000); mirrored in 0004
 MAX_BALANCE = 1_000_000_000  # a member's available + held in one server; mirrored in migration 0004
 
@@ -69,7 +69,7 @@ class LedgerEntry:
     id: int
     guild_id: int
     user_id: int
-    kind: str
+    kind: LedgerKind
     delta_available: int
     delta_held: int
     job_id: str | None
@@ -97,7 +97,7 @@ def next_refill(settings: GuildSettings, now: float) -> datetime | None:
 
 
 async def add_entry(
-    conn: aiosqlite.Connection, now: float, guild_id: int, user_id: int, kind: str, delta_available: int,
+    conn: aiosqlite.Connection, now: float, guild_id: int, user_id: int, kind: LedgerKind, delta_available: int,
     delta_held: int, *, job_id: str | None = None, actor_id: int | None = None, reason: str = "",
     period: str | None = None,
 ) -> int:
@@ -150,13 +150,13 @@ async def balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) ->
     return (0, 0) if row is None else (int(row["available"]), int(row["held"]))
 
 
-async def job_entries(conn: aiosqlite.Connection, job_id: str) -> dict[str, LedgerEntry]:
+async def job_entries(conn: aiosqlite.Connection, job_id: str) -> dict[LedgerKind, LedgerEntry]:
     """The hold, charge, release and refund of one job, by kind (the schema allows one of each)."""
     rows = await fetchall(conn, "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
     return {row["kind"]: entry_from_row(row) for row in rows}
 
 
-async def settle_in(conn: aiosqlite.Connection, now: float, job_id: str, kind: str, *, reason: str = "",
+async def settle_in(conn: aiosqlite.Connection, now: float, job_id: str, kind: Settlement, *, reason: str = "",
                     actor_id: int | None = None) -> bool:
     """Turn a job's open hold into a charge or a release; False if it was already settled.
 
@@ -300,7 +300,7 @@ class Ledger:
         )
         return [entry_from_row(row) for row in rows]
 
-    async def for_job(self, job_id: str) -> dict[str, LedgerEntry]:
+    async def for_job(self, job_id: str) -> dict[LedgerKind, LedgerEntry]:
         """A job's entries by kind (hold, charge, release, refund): how it was actually settled."""
         rows = await self._db.fetchall("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
         return {row["kind"]: entry_from_row(row) for row in rows}

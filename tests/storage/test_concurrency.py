@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.db import Database
-from storage.errors import InsufficientCredits, QuotaRefused
+from storage.errors import NotEnoughCredits, QuotaRefused
 
 from .conftest import ALICE, GUILD, Clock, request
 
@@ -21,7 +21,7 @@ async def test_fifty_concurrent_requests_from_a_member_who_can_afford_three(db: 
         results = await asyncio.gather(*(db.jobs.create_with_hold(request(ALICE)) for _ in range(50)),
                                        return_exceptions=True)
     accepted = [r for r in results if not isinstance(r, BaseException)]
-    refused = [r for r in results if isinstance(r, InsufficientCredits)]
+    refused = [r for r in results if isinstance(r, NotEnoughCredits)]
     assert len(accepted) == 3
     assert len(refused) == 47
     holds = [e for e in await db.ledger.entries(GUILD, ALICE, limit=100) if e.kind == "hold"]
@@ -54,7 +54,7 @@ async def test_a_thousand_concurrent_hold_settle_pairs_never_overspend(db: Datab
     assert len(fates) == 1_000
     async with asyncio.timeout(90):
         outcomes = await asyncio.gather(*(pair(u, f) for u, f in fates))
-    assert set(outcomes) <= {"charge", "release", "InsufficientCredits", "TooManyJobs"}
+    assert set(outcomes) <= {"charge", "release", "NotEnoughCredits", "TooManyJobs"}
     for user in members:
         balance = await db.ledger.balance(GUILD, user)
         entries = await db.ledger.entries(GUILD, user, limit=1_000)
@@ -66,7 +66,7 @@ async def test_a_thousand_concurrent_hold_settle_pairs_never_overspend(db: Datab
         settlements = sum(1 for e in entries if e.kind in ("charge", "release"))
         assert holds == settlements
         assert charged <= budget
-    assert outcomes.count("InsufficientCredits") > 0  # the members really were pushed past what they had
+    assert outcomes.count("NotEnoughCredits") > 0  # the members really were pushed past what they had
     assert await db.ledger.verify() == []
 
 
@@ -97,7 +97,7 @@ async def test_two_database_objects_on_one_file_refill_exactly_once(db_path: Pat
                 *(db.jobs.create_with_hold(request(ALICE)) for db in (first, second) for _ in range(5)),
                 return_exceptions=True,
             )
-        assert not [r for r in results if isinstance(r, BaseException) and not isinstance(r, InsufficientCredits)]
+        assert not [r for r in results if isinstance(r, BaseException) and not isinstance(r, NotEnoughCredits)]
         entries = await first.ledger.entries(GUILD, ALICE, limit=100)
         assert [e.kind for e in entries].count("refill") == 1
         assert [e.kind for e in entries].count("hold") == 1
