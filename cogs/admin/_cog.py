@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 from discord import app_commands
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bot.discord_app.client import SoraBot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The most one admin command moves (registered as the option's bounds). A client that ignores registered
 # bounds can still send anything, so the commands check again; storage caps an entry and a member's balance at
@@ -48,6 +49,23 @@ def amount_refusal(amount: object, low: int) -> str | None:
 async def _private(interaction: discord.Interaction[SoraBot], text: str, file: discord.File | None = None) -> None:
     """Answer the (already deferred) admin command privately; the followup replaces "thinking…"."""
     await interaction.followup.send(text[:2000], ephemeral=True, file=file or discord.utils.MISSING)
+
+
+async def _refused_amount(interaction: discord.Interaction[SoraBot], amount: object, low: int) -> bool:
+    """Answer an amount that cannot be used (see amount_refusal) and say so; False when it can be used."""
+    refusal = amount_refusal(amount, low)
+    if refusal is not None:
+        await _private(interaction, refusal)
+    return refusal is not None
+
+
+async def _ledger_write(interaction: discord.Interaction[SoraBot], write: Awaitable[T]) -> T | None:
+    """An admin's write to the ledger; one storage refuses as out of range is answered privately (→ None)."""
+    try:
+        return await write
+    except AmountOutOfRange as exc:
+        await _private(interaction, f"{exc.user_message} Nothing was changed.")
+        return None
 
 
 def _guild(interaction: discord.Interaction[SoraBot]) -> int:
@@ -87,34 +105,25 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     @quota.command(name="set", description="Set a member's balance")
     @app_commands.describe(user="The member", amount="Their new balance in credits (100 = one 4 s video)")
     async def quota_set(self, interaction: discord.Interaction[SoraBot], user: discord.User, amount: NonNegative) -> None:
-        refusal = amount_refusal(amount, 0)
-        if refusal is not None:  # before any write: even reading a balance may grant starting credits
-            await _private(interaction, refusal)
+        if await _refused_amount(interaction, amount, 0):  # before any write: reading may grant starting credits
             return
-        try:
-            balance = await self.db.ledger.set_balance(_guild(interaction), user.id, amount, interaction.user.id,
-                                                       f"set by {interaction.user}")
-        except AmountOutOfRange as exc:
-            await _private(interaction, f"{exc.user_message} Nothing was changed.")
-            return
-        await _private(interaction, f"{user.mention} now has **{balance.available} credits**.")
+        balance = await _ledger_write(interaction, self.db.ledger.set_balance(
+            _guild(interaction), user.id, amount, interaction.user.id, f"set by {interaction.user}"))
+        if balance is not None:
+            await _private(interaction, f"{user.mention} now has **{balance.available} credits**.")
 
     @quota.command(name="add", description="Give (or, with a negative amount, take) credits")
     @app_commands.describe(user="The member", amount="Credits to add; negative takes away (never below 0)")
     async def quota_add(self, interaction: discord.Interaction[SoraBot], user: discord.User, amount: Amount) -> None:
-        refusal = amount_refusal(amount, -MAX_CREDITS)
-        if refusal is not None:
-            await _private(interaction, refusal)
+        if await _refused_amount(interaction, amount, -MAX_CREDITS):
             return
         if amount == 0:
             await _private(interaction, "Adding 0 credits changes nothing.")
             return
         before = await self.db.ledger.balance(_guild(interaction), user.id)
-        try:
-            balance = await self.db.ledger.adjust(_guild(interaction), user.id, amount, interaction.user.id,
-                                                  f"adjusted by {interaction.user}")
-        except AmountOutOfRange as exc:
-            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+        balance = await _ledger_write(interaction, self.db.ledger.adjust(
+            _guild(interaction), user.id, amount, interaction.user.id, f"adjusted by {interaction.user}"))
+        if balance is None:
             return
         applied = balance.available - before.available
         note = "" if applied == amount else f" (only {abs(applied)} could be taken: a balance never goes below 0)"
@@ -148,10 +157,9 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
         if found is None:
             await _private(interaction, "No job with that id in this server (give at least its first 8 characters).")
             return
-        try:
-            done = await self.db.ledger.refund(found.id, interaction.user.id, f"refunded by {interaction.user}")
-        except AmountOutOfRange as exc:
-            await _private(interaction, f"{exc.user_message} Nothing was changed.")
+        done = await _ledger_write(interaction, self.db.ledger.refund(found.id, interaction.user.id,
+                                                                      f"refunded by {interaction.user}"))
+        if done is None:
             return
         if done:
             await _private(interaction, f"Refunded **{found.cost} credits** to <@{found.user_id}> for job `{found.id[:8]}`.")

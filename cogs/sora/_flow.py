@@ -18,7 +18,7 @@ from bot.pricing import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DURATIONS, cost
 from bot.prompts import check_prompt
 from cogs.sora._views import ConfirmReroll
 from storage.errors import UserFacingError
-from storage.models import NewJob
+from storage.models import Job, NewJob
 
 if TYPE_CHECKING:
     from bot.discord_app.client import SoraBot
@@ -167,10 +167,17 @@ class GenerationFlow:
 
     # ---- re-roll -------------------------------------------------------------------------------
 
-    async def offer_reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
+    async def _job_here(self, interaction: discord.Interaction[SoraBot], job_id: str) -> Job | None:
+        """The pressed post's job, if this server still knows it; else the member is told, privately."""
         job = await self.bot.db.jobs.get(job_id)
         if job is None or job.guild_id != interaction.guild_id:
             await interaction.response.send_message("That video is no longer known to me.", ephemeral=True)
+            return None
+        return job
+
+    async def offer_reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
+        job = await self._job_here(interaction, job_id)
+        if job is None:
             return
         balance = await self.bot.db.ledger.balance(job.guild_id, interaction.user.id)
         await interaction.response.send_message(
@@ -179,9 +186,8 @@ class GenerationFlow:
         )
 
     async def reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
-        job = await self.bot.db.jobs.get(job_id)
-        if job is None or job.guild_id != interaction.guild_id:
-            await interaction.response.send_message("That video is no longer known to me.", ephemeral=True)
+        job = await self._job_here(interaction, job_id)
+        if job is None:
             return
         image = ImageSource(job.image_url, reused=True) if job.image_url else None
         await self.start(interaction, prompt=job.prompt, duration=job.duration, aspect_ratio=job.aspect_ratio,
