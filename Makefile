@@ -19,8 +19,14 @@ run: install
 demo: install
 	$(BIN)/sora-bot demo
 
-test: install
+# The static checks first (fast, and each names the rule it enforces): ruff (style, and `discord` banned outside
+# the Discord side), mypy (strict, bot/ cogs/ storage/), vulture (dead code); then every test.
+lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/vulture
+
+test: lint
 	$(BIN)/pytest -q
 
 bench: install

@@ -13,7 +13,8 @@ import aiohttp
 import discord
 
 from bot.config import Settings
-from bot.discord_bot import Services, SoraBot, point_discord_py_at
+from bot.discord_app.client import SoraBot, point_discord_py_at
+from bot.services import Services
 from bot.upstream.client import VideoAPIClient
 from bot.upstream.retry import RetryPolicy
 from storage.db import Database

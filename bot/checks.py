@@ -17,25 +17,8 @@ from bot.upstream.client import VideoAPIClient
 from bot.upstream.errors import VideoAPIError
 from storage.db import Database
 
-# What the operator (or a server admin reading /sora-admin status) should do; members read other words.
-OPERATOR_HINTS = {
-    "invalid_api_key": "the API key was refused (invalid, disabled or deleted): check SORA_API_KEY",
-    "ip_not_allowed": "this machine's IP address is not in the API key's allowlist",
-    "model_not_found": "the video model is not available to this API key",
-    "insufficient_credits": "the operator's balance is too low: top up with the video API provider",
-    "spend_limit_exceeded": "the API key's spending limit was reached",
-    "rate_limit_exceeded": "the video API is rate limiting this key; try again in a minute",
-    "network_error": "the video API could not be reached: check SORA_API_BASE and the network",
-}
-
-
 DISCORD_API_BASE = "https://discord.com/api/v10"  # discord.py's own default; DISCORD_API_BASE overrides it
 DISCORD_TIMEOUT = aiohttp.ClientTimeout(total=15)
-
-
-def operator_hint(error: VideoAPIError) -> str:
-    """A sentence about an upstream failure for whoever can fix it (not the member-facing text)."""
-    return OPERATOR_HINTS.get(error.code, error.user_message)
 
 
 async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> int:
@@ -64,7 +47,7 @@ async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> 
             credits = await api.get_credits()
         except VideoAPIError as exc:
             ok = False
-            say(f"✗ video API at {settings.sora_api_base}: {operator_hint(exc)} (code {exc.code})")
+            say(f"✗ video API at {settings.sora_api_base}: {exc.operator_hint} (code {exc.code})")
         else:
             say(f"✓ video API key works; operator balance {credits.balance} credits "
                 f"(${dollars(credits.balance):,.2f})")

@@ -57,7 +57,8 @@ class ProgressBar:
     def __init__(self, stream: TextIO | None = None, width: int = 24) -> None:
         self.stream, self.width = stream or sys.stderr, width
         self.start = time.monotonic()
-        self.state, self.progress = "submitting", None
+        self.state: str = "submitting"
+        self.progress: float | None = None
         self.tty = self.stream.isatty()
         self._last = ""
 

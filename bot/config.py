@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse, urlsplit
@@ -73,11 +73,6 @@ class Settings:
     log_format: str = "text"
     time_scale: float = 1.0  # shrinks poll and retry waits for tests and demos; 1 in production
     job_timeout: float = 43200.0  # a submitted task still unfinished this long is given up and refunded
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def callbacks_enabled(self) -> bool:
-        return self.callback_public_url is not None
 
     @property
     def database(self) -> str | Path:

@@ -12,6 +12,8 @@ import aiohttp
 from PIL import Image, UnidentifiedImageError
 from yarl import URL
 
+from storage.errors import UserFacingError
+
 MAX_IMAGE_BYTES = 10 * 1000 * 1000  # the upstream's "10 MB"; the decimal reading is the safe one
 MIN_SHORT_SIDE = 300
 MAX_PIXELS = 40_000_000  # beyond this a "small" file is a decompression bomb, not a photo
@@ -22,12 +24,8 @@ FETCH_TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=5)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class ImageRejected(ValueError):
+class ImageRejected(UserFacingError, ValueError):
     """The image cannot be a first frame; `user_message` says what to change."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
 
 
 class ImageUnavailable(ImageRejected):

@@ -8,7 +8,6 @@ DURATIONS: tuple[int, ...] = (4, 8, 12)
 ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16")
 DEFAULT_ASPECT_RATIO = "16:9"
 MAX_PROMPT_LENGTH = 5000
-MODEL = "sora-2"
 
 
 def cost(duration: int) -> int:

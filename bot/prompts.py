@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from bot.pricing import MAX_PROMPT_LENGTH
+from storage.errors import UserFacingError
 
 # C0/C1 controls except tab and newline, plus bidi overrides that could make a status message lie.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -22,12 +23,8 @@ _MARKDOWN = re.compile(r"([\\*_`~|>#\[\]()-])")
 _ZWSP = "\u200b"
 
 
-class PromptRejected(ValueError):
+class PromptRejected(UserFacingError, ValueError):
     """The prompt cannot be sent; `user_message` tells the member what to change."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
 
 
 def strip_invisible(text: str) -> str:

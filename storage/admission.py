@@ -11,7 +11,7 @@ from storage.errors import (
     ChannelNotAllowed,
     Cooldown,
     DailyBudgetExhausted,
-    InsufficientCredits,
+    NotEnoughCredits,
     TooManyJobs,
 )
 from storage.guilds import GuildSettings, blocked_reason_in
@@ -33,7 +33,7 @@ async def check_admission(conn: Conn, now: float, settings: GuildSettings, reque
     change under it except downwards; the balance row is locked here before it is read.
 
     Raises:
-        Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted, InsufficientCredits.
+        Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted, NotEnoughCredits.
     """
     guild_id, user_id = request.guild_id, request.user_id
     reason = await blocked_reason_in(conn, guild_id, user_id)
@@ -66,7 +66,7 @@ async def check_admission(conn: Conn, now: float, settings: GuildSettings, reque
     if available is None:
         available, _ = await balance_in(conn, guild_id, user_id, lock=True)
     if available < request.cost:
-        raise InsufficientCredits(available, request.cost, next_refill(settings, now))
+        raise NotEnoughCredits(available, request.cost, next_refill(settings, now))
 
 
 async def projected_available(conn: Conn, now: float, settings: GuildSettings, user_id: int) -> int:

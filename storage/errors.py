@@ -1,9 +1,30 @@
-"""Errors raised by storage: schema problems, illegal job moves and the quota refusals members read."""
+"""Errors raised by storage: schema problems, illegal job moves and the quota refusals members read.
+
+`UserFacingError` is the one base of every error whose text is written for the person who caused it (quota
+refusals here; prompt, image and flow refusals in bot/). It lives here, in the lowest layer, because storage
+may import nothing of the bot's, while bot/ and the Discord side may import storage. Its wording is plain
+text: how a chat platform marks up a channel or a member is the front end's business, not storage's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+
+
+class UserFacingError(Exception):
+    """An error whose `user_message` a member (or admin) can read as-is; nothing was charged or changed.
+
+    Subclasses set a default `user_message` or pass one in; the front end shows it instead of a generic
+    "something went wrong", and logs no traceback for it.
+    """
+
+    user_message: str = "That can't be done right now."
+
+    def __init__(self, user_message: str | None = None) -> None:
+        if user_message is not None:
+            self.user_message = user_message
+        super().__init__(self.user_message)
 
 
 class StorageError(Exception):
@@ -48,7 +69,7 @@ class IllegalTransition(StorageError, ValueError):
         self.wanted = wanted
 
 
-class AmountOutOfRange(StorageError, ValueError):
+class AmountOutOfRange(StorageError, UserFacingError, ValueError):
     """An amount of credits is not a whole number within the stated bounds; nothing was written.
 
     `user_message` is a sentence for the admin who typed it. The bounds are storage.ledger.MAX_ENTRY (one
@@ -57,18 +78,12 @@ class AmountOutOfRange(StorageError, ValueError):
 
     def __init__(self, user_message: str) -> None:
         super().__init__(user_message)
-        self.user_message = user_message
 
 
-class QuotaRefused(StorageError):
+class QuotaRefused(StorageError, UserFacingError):
     """A job was refused before any credit moved; `user_message` tells the member what to do."""
 
-    user_message: str = "You can't start a video right now."
-
-    def __init__(self, user_message: str | None = None) -> None:
-        if user_message is not None:
-            self.user_message = user_message
-        super().__init__(self.user_message)
+    user_message = "You can't start a video right now."
 
 
 class Blocked(QuotaRefused):
@@ -84,12 +99,15 @@ class Blocked(QuotaRefused):
 
 
 class ChannelNotAllowed(QuotaRefused):
-    """The server limits /sora to some channels and this is not one of them."""
+    """The server limits /sora to some channels and this is not one of them.
+
+    The front end names `allowed_channel_ids` in its own markup; the plain message says what to do without.
+    """
 
     def __init__(self, allowed_channel_ids: Sequence[int]) -> None:
         self.allowed_channel_ids = tuple(allowed_channel_ids)
-        where = ", ".join(f"<#{cid}>" for cid in self.allowed_channel_ids[:10])
-        super().__init__(f"Videos can't be made in this channel. Please use {where}.")
+        super().__init__("Videos can't be made in this channel. Please use one of the channels a server admin "
+                         "allowed.")
 
 
 class TooManyJobs(QuotaRefused):
@@ -129,7 +147,7 @@ class DailyBudgetExhausted(QuotaRefused):
         )
 
 
-class InsufficientCredits(QuotaRefused):
+class NotEnoughCredits(QuotaRefused):
     """The member cannot afford the job."""
 
     def __init__(self, available: int, needed: int, next_refill_at: datetime | None = None) -> None:

@@ -173,13 +173,6 @@ class Guilds:
         )
         return None if row is None else str(row["reason"])
 
-    async def blocked(self, guild_id: int) -> list[tuple[int, str]]:
-        """Every blocked member of a server with the reason, for the admin view."""
-        rows = await self._db.fetchall(
-            "SELECT user_id, reason FROM blocked_members WHERE guild_id = ? ORDER BY created_at", (guild_id,)
-        )
-        return [(int(r["user_id"]), str(r["reason"])) for r in rows]
-
 
 async def blocked_reason_in(conn: Conn, guild_id: int, user_id: int) -> str | None:
     """The block reason inside a transaction the caller holds, or None."""

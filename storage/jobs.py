@@ -13,7 +13,17 @@ from storage.db import fetchall, fetchone
 from storage.errors import IllegalTransition, JobNotFound
 from storage.guilds import settings_in
 from storage.ledger import add_entry, settle_in, touch_member
-from storage.models import IN_SLOT, JOB_COLUMNS, TRANSITIONS, UNFINISHED, Job, NewJob, job_from_row
+from storage.models import (
+    IN_SLOT,
+    JOB_COLUMNS,
+    TRANSITIONS,
+    UNFINISHED,
+    Job,
+    JobState,
+    NewJob,
+    Settlement,
+    job_from_row,
+)
 
 if TYPE_CHECKING:
     from storage.db import Database
@@ -80,7 +90,7 @@ class Jobs:
 
         Raises:
             QuotaRefused: one of Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted,
-                InsufficientCredits; nothing was written.
+                NotEnoughCredits; nothing was written.
             ValueError: the request itself is malformed (programming error).
         """
         if isinstance(request.cost, bool) or not isinstance(request.cost, int) or request.cost <= 0:
@@ -143,7 +153,7 @@ class Jobs:
         row = await self._db.fetchone("SELECT * FROM jobs WHERE callback_token = ?", (token,))
         return None if row is None else job_from_row(row)
 
-    async def set_state(self, job_id: str, state: str, **fields: Any) -> Job:
+    async def set_state(self, job_id: str, state: JobState, **fields: Any) -> Job:
         """Move a job forward and update some of its columns in one transaction.
 
         Raises:
@@ -205,18 +215,7 @@ class Jobs:
             JobNotFound: no such job.
             IllegalTransition: the job is not completed yet.
         """
-        async with self._db.write() as conn:
-            job = await _job_in(conn, job_id, lock=True)
-            if job.is_finished:
-                return False
-            if job.state != "completed":
-                raise IllegalTransition(job_id, job.state, "delivered")
-            now = self._db.now()
-            await settle_in(conn, now, job_id, "charge", reason="video delivered")
-            await self._update(conn, job_id, state="delivered", delivered_message_url=message_url, finished_at=now,
-                               **_FORGET_INTERACTION)
-        log.info("job %s delivered and settled", job_id)
-        return True
+        return await self._finish(job_id, "delivered", "charge", "video delivered", delivered_message_url=message_url)
 
     async def finish_failed(self, job_id: str, error_code: str, error_message: str) -> bool:
         """Mark the job failed and release its hold, together; False if it had already finished.
@@ -227,15 +226,21 @@ class Jobs:
         Raises:
             JobNotFound: no such job.
         """
+        return await self._finish(job_id, "failed", "release", f"job failed: {error_code}", error_code=error_code,
+                                  error_message=error_message)
+
+    async def _finish(self, job_id: str, state: JobState, settlement: Settlement, reason: str, **fields: Any) -> bool:
+        """The one way a job ends: its state and its settlement in one transaction, at most once."""
         async with self._db.write() as conn:
             job = await _job_in(conn, job_id, lock=True)
             if job.is_finished:
                 return False
+            if state not in TRANSITIONS[job.state]:
+                raise IllegalTransition(job_id, job.state, state)
             now = self._db.now()
-            await settle_in(conn, now, job_id, "release", reason=f"job failed: {error_code}")
-            await self._update(conn, job_id, state="failed", error_code=error_code, error_message=error_message,
-                               finished_at=now, **_FORGET_INTERACTION)
-        log.info("job %s failed (%s); hold released", job_id, error_code)
+            await settle_in(conn, now, job_id, settlement, reason=reason)
+            await self._update(conn, job_id, state=state, finished_at=now, **fields, **_FORGET_INTERACTION)
+        log.info("job %s %s; hold settled by a %s", job_id, state, settlement)
         return True
 
     async def set_status_message(self, job_id: str, channel_id: int, message_id: int) -> None:
@@ -243,11 +248,6 @@ class Jobs:
         async with self._db.write() as conn:
             await _job_in(conn, job_id, lock=True)
             await self._update(conn, job_id, status_channel_id=channel_id, status_message_id=message_id)
-
-    async def forget_interaction(self, job_id: str) -> None:
-        """Drop the interaction token once it is useless (expired), so the secret does not linger on disk."""
-        async with self._db.write() as conn:
-            await self._update(conn, job_id, interaction_token=None)
 
     async def forget_expired_interactions(self, now: float) -> int:
         """Null every interaction token whose expiry has passed (or was never known); how many were forgotten.
@@ -280,16 +280,6 @@ class Jobs:
         """Every job a restarted bot must resume, oldest first."""
         rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL}) ORDER BY seq")
         return [job_from_row(r) for r in rows]
-
-    async def queue_position(self, job_id: str, *, per_guild: bool = False) -> int | None:
-        """1-based place among queued jobs (first come, first served); None if the job is not queued."""
-        scope = "AND q.guild_id = j.guild_id" if per_guild else ""
-        row = await self._db.fetchone(
-            f"SELECT (SELECT COUNT(*) FROM jobs q WHERE q.state = 'queued' AND q.seq <= j.seq {scope}) AS pos "
-            "FROM jobs j WHERE j.id = ? AND j.state = 'queued'",
-            (job_id,),
-        )
-        return None if row is None else int(row["pos"])
 
     async def running_count(self, guild_id: int | None = None) -> int:
         """Jobs holding a slot (submitting, running, or delivering), in one server or everywhere."""

@@ -21,6 +21,7 @@ from storage.conn import GUILD, Conn, Row
 from storage.db import fetchall, fetchone
 from storage.errors import AmountOutOfRange
 from storage.guilds import GuildSettings, settings_in
+from storage.models import LedgerKind, Settlement
 from storage.periods import next_period_start, period_key
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KINDS = ("grant", "refill", "adjust", "hold", "charge", "release", "refund")
 MAX_ENTRY = 1_000_000_000  # credits one ledger entry may move either way ($5,000,000); mirrored in 0004
 MAX_BALANCE = 1_000_000_000  # a member's available + held in one server; mirrored in migration 0004
 
@@ -68,7 +68,7 @@ class LedgerEntry:
     id: int
     guild_id: int
     user_id: int
-    kind: str
+    kind: LedgerKind
     delta_available: int
     delta_held: int
     job_id: str | None
@@ -96,7 +96,7 @@ def next_refill(settings: GuildSettings, now: float) -> datetime | None:
 
 
 async def add_entry(
-    conn: Conn, now: float, guild_id: int, user_id: int, kind: str, delta_available: int,
+    conn: Conn, now: float, guild_id: int, user_id: int, kind: LedgerKind, delta_available: int,
     delta_held: int, *, job_id: str | None = None, actor_id: int | None = None, reason: str = "",
     period: str | None = None,
 ) -> int:
@@ -170,13 +170,13 @@ async def lock_job(conn: Conn, job_id: str) -> bool:
     return await fetchone(conn, "SELECT id FROM jobs WHERE id = ?" + conn.for_update, (job_id,)) is not None
 
 
-async def job_entries(conn: Conn, job_id: str) -> dict[str, LedgerEntry]:
+async def job_entries(conn: Conn, job_id: str) -> dict[LedgerKind, LedgerEntry]:
     """The hold, charge, release and refund of one job, by kind (the schema allows one of each)."""
     rows = await fetchall(conn, "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
     return {row["kind"]: entry_from_row(row) for row in rows}
 
 
-async def settle_in(conn: Conn, now: float, job_id: str, kind: str, *, reason: str = "",
+async def settle_in(conn: Conn, now: float, job_id: str, kind: Settlement, *, reason: str = "",
                     actor_id: int | None = None) -> bool:
     """Turn a job's open hold into a charge or a release; False if it was already settled.
 
@@ -322,7 +322,7 @@ class Ledger:
         )
         return [entry_from_row(row) for row in rows]
 
-    async def for_job(self, job_id: str) -> dict[str, LedgerEntry]:
+    async def for_job(self, job_id: str) -> dict[LedgerKind, LedgerEntry]:
         """A job's entries by kind (hold, charge, release, refund): how it was actually settled."""
         rows = await self._db.fetchall("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
         return {row["kind"]: entry_from_row(row) for row in rows}

@@ -1,18 +1,25 @@
-"""The job records storage hands out: a request to create one, and the stored job."""
+"""The job records storage hands out: a request to create one, and the stored job; the states and kinds."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-STATES = ("queued", "submitting", "running", "completed", "delivered", "failed")
-UNFINISHED = ("queued", "submitting", "running", "completed")
-IN_SLOT = ("submitting", "running", "completed")  # holding one of the "running at once" slots
-FINISHED = ("delivered", "failed")
+#: Where a job is in its life (forward only; the database's triggers refuse a move back).
+JobState = Literal["queued", "submitting", "running", "completed", "delivered", "failed"]
+#: What a ledger entry does: grant/refill/adjust (+x, 0), hold (-c, +c), charge (0, -c), release (+c, -c),
+#: refund (+c, 0), as (delta_available, delta_held).
+LedgerKind = Literal["grant", "refill", "adjust", "hold", "charge", "release", "refund"]
+#: How a hold is settled, once: charged (the video was delivered) or released (it was not).
+Settlement = Literal["charge", "release"]
+
+UNFINISHED: tuple[JobState, ...] = ("queued", "submitting", "running", "completed")
+IN_SLOT: tuple[JobState, ...] = ("submitting", "running", "completed")  # holding a "running at once" slot
+FINISHED: tuple[JobState, ...] = ("delivered", "failed")
 
 # Moves set_state() allows; delivered/failed only through finish_delivered()/finish_failed(), which settle.
-TRANSITIONS: dict[str, frozenset[str]] = {
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     "queued": frozenset({"submitting", "failed"}),
     "submitting": frozenset({"submitting", "queued", "running", "failed"}),
     "running": frozenset({"running", "completed", "failed"}),
@@ -61,7 +68,7 @@ class Job:
     aspect_ratio: str
     image_url: str | None
     cost: int
-    state: str
+    state: JobState
     task_id: str | None
     callback_token: str = field(repr=False)
     result_url: str | None = None

@@ -18,7 +18,7 @@ def test_defaults_are_safe() -> None:
     s = load_settings(GOOD, dotenv=None)
     assert s.sora_api_base == "https://api.aivideoapi.ai"
     assert s.database_path == Path("data/sora-bot.db")
-    assert s.callback_public_url is None and not s.callbacks_enabled
+    assert s.callback_public_url is None
     assert s.dev_guild_id is None
 
 

@@ -1,4 +1,4 @@
-"""Every message built in cogs/sora/_render.py fits Discord's 2,000 characters by construction, whatever the
+"""Every message built in bot/discord_app/render.py fits Discord's 2,000 characters by construction, whatever the
 prompt (escaping can double it) and however long the video's signed link, without cutting the link or the
 requester's mention and without a live mention of anyone else."""
 
@@ -9,8 +9,8 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.discord_app import render as _render
 from bot.jobs.notifier import StatusUpdate
-from cogs.sora import _render
 
 USER = 123456789012345678
 LIVE_MENTION = re.compile(r"@everyone|@here|<@[!&]?\d+>|<#\d+>")

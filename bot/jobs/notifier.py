@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from storage.models import Job
+    from storage.models import Job, JobState
+
+DeliveryHow = Literal["interaction", "channel", "dm", "link"]
 
 
 @dataclass(frozen=True, slots=True)
 class StatusUpdate:
     """One snapshot of a job for its public status message."""
 
-    state: str  # queued | submitting | running | completed | delivered | failed
+    state: JobState
     elapsed: float  # seconds since the job was accepted
     progress: float | None = None  # 0..100 when the upstream reports it
     queue_position: int | None = None
@@ -27,12 +29,14 @@ class Delivery:
     """Where a finished video ended up; `url` is kept so `/sora jobs` can point at it."""
 
     url: str | None
-    how: str  # "interaction" | "channel" | "dm" | "link"
+    how: DeliveryHow
 
 
 class Undeliverable(Exception):
     """Nowhere to post the result, for good: every way was refused (the channel is gone or forbidden, the
     token dead, the requester takes no DMs). A failure that may pass is `DeliveryDelayed` instead."""
+
+    user_message = "I couldn't post the video here or send it to you by DM."
 
 
 class DeliveryDelayed(Exception):

@@ -3,85 +3,44 @@
 Every step starts from the job's row, and every step's outcome is written before the next begins, so a
 restarted bot picks each unfinished job up where it was. The ledger, not any message, is the truth: a job
 ends `delivered` (its hold charged) or `failed` (its hold released), exactly once, in one transaction.
+The methods below read in the order a job meets them: `launch` → `_drive` → `_wait_for_slot` → `_submit`
+(→ `_await_unconfirmed`) → `_follow` → `_deliver` (→ `_download`, `_post_file`) → `_settle_delivered` or `_fail`.
+The words a member reads come from the errors that end a job (bot.upstream.errors, bot.jobs.notifier).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-from bot.jobs.health import UpstreamHealth
-from bot.jobs.notifier import Delivery, DeliveryDelayed, Notifier, StatusUpdate, TooLarge, Undeliverable
+from bot.jobs.delivery import VideoDelivery
+from bot.jobs.health import HealthMonitor
+from bot.jobs.notifier import Delivery, Notifier, StatusUpdate
+from bot.jobs.settings import LINK_LIFETIME, MAX_CREATES, JobFailed, RunnerSettings
 from bot.jobs.slots import SlotPool
 from bot.jobs.throttle import StatusThrottle
 from bot.upstream.client import VideoAPIClient
 from bot.upstream.errors import (
+    TRY_LATER,
     CreateUnconfirmed,
-    DownloadError,
     RateLimited,
     TaskNotFound,
     TaskTimedOut,
+    UpstreamError,
     VideoAPIError,
 )
 from bot.upstream.models import Task
-from bot.upstream.retry import PollSchedule, RetryPolicy, capped, wait_for_task
-from bot.video_fit import fit_to_size, fitted_path
+from bot.upstream.retry import PollSchedule, capped, wait_for_task
 from storage.db import Database
-from storage.models import Job
+from storage.models import Job, JobState
 
 log = logging.getLogger(__name__)
 
-LINK_LIFETIME = 24 * 3600.0
-FAILED_TASK = (
-    "The video provider couldn't make this video. Prompts with prohibited content are a common cause; "
-    "try rewording it."
-)
-TRY_LATER = "The video service had trouble just now. Please try again in a few minutes."
-LOST_TASK = "The video provider lost track of this job."
-EXPIRED = "The finished video's link expired before it could be fetched."
-UNDELIVERABLE = "I couldn't post the video here or send it to you by DM."
-ABANDONED = "The video provider didn't finish this job in time."
 INTERNAL = "Something went wrong on our side."
-UNCONFIRMED = CreateUnconfirmed.friendly
-MAX_CREATES = 6  # creates one job may send in all, across restarts: each one may bill the operator
-
-
-class JobFailed(Exception):
-    """End a job as failed (its hold released) with this code and friendly sentence."""
-
-    def __init__(self, code: str, user_message: str) -> None:
-        super().__init__(code)
-        self.code = code
-        self.user_message = user_message
-
-
-@dataclass(frozen=True, slots=True)
-class RunnerSettings:
-    """Knobs of the runner; defaults suit production, tests shrink the times."""
-
-    max_running: int = 20
-    video_dir: Path = Path("data/videos")
-    callback_base_url: str | None = None
-    max_video_bytes: int = 512 * 1024 * 1024
-    download_timeout: float = 600.0
-    max_creates: int = MAX_CREATES
-    poll_retries: int = 12  # status reads failing in a row (after the client's own retries) before refunding
-    job_timeout: float = 12 * 3600.0  # JOB_TIMEOUT: a task still unfinished this long after submit is given up
-    unconfirmed_wait: float = 3600.0  # how long a create whose answer was lost waits for its task's callback
-    health_interval: float = 60.0
-    retry_base: float = 2.0
-    retry_cap: float = 120.0
-    queue_refresh: float = 10.0  # how often a queued job looks up its place again
-
-    def backoff(self, attempts: int | None = None) -> RetryPolicy:
-        """The one retry policy for the runner's waits: creates, status reads, downloads, deliveries."""
-        return RetryPolicy(max_attempts=attempts or self.max_creates, base_delay=self.retry_base,
-                           max_delay=self.retry_cap)
 
 
 class JobRunner:
@@ -93,16 +52,20 @@ class JobRunner:
         db: Database,
         api: VideoAPIClient,
         notifier: Notifier,
-        settings: RunnerSettings = RunnerSettings(),
+        settings: RunnerSettings | None = None,
         schedule: PollSchedule | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        settings = settings or RunnerSettings()
         self.db, self.api, self.notifier, self.settings = db, api, notifier, settings
         self.schedule = schedule or PollSchedule()
         self.clock, self.sleep = clock, sleep
-        self.health = UpstreamHealth(clock=clock)
+        self.monitor = HealthMonitor(api, interval=settings.health_interval, clock=clock, sleep=sleep)
+        self.health = self.monitor.state
         self.slots = SlotPool(settings.max_running)
+        self.delivery = VideoDelivery(api=api, notifier=notifier, settings=lambda: self.settings, clock=clock,
+                                      sleep=sleep, status=self._note)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._hints: dict[str, str] = {}  # task ids named by callbacks for jobs whose create answer was lost
@@ -114,7 +77,7 @@ class JobRunner:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Resume every unfinished job (oldest first) and start the health re-check loop."""
+        """Resume every unfinished job (oldest first); start the health re-check and the token sweep."""
         removed = self._clear_video_dir()
         if removed:
             log.info("removed files left by an earlier run", extra={"count": removed})
@@ -124,50 +87,21 @@ class JobRunner:
                 self.slots.occupy(job.id, job.guild_id)
         for job in jobs:
             self.launch(job)
-        self._spawn(self._health_loop(), "health")
+        self._spawn(self.monitor.run(), "health")
+        self._spawn(self._sweep_tokens(), "tokens")
         if jobs:
             log.info("resumed unfinished jobs", extra={"count": len(jobs)})
         return len(jobs)
-
-    def _clear_video_dir(self) -> int:
-        """Delete partial downloads and re-encodes a killed process left behind; resumed jobs fetch again."""
-        removed = 0
-        for path in self.settings.video_dir.iterdir():
-            if path.is_file() and (path.name.endswith(".part") or path.suffix == ".mp4"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    removed += 1
-        return removed
-
-    async def stop(self) -> None:
-        """Cancel every job task; each step is a transaction, so nothing is left half-written."""
-        tasks = [*self._tasks.values(), *self._background]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
 
     def launch(self, job: Job) -> None:
         """Start driving a job whose row and hold already exist; idempotent per job id."""
         if job.id in self._tasks:
             return
         self._tasks[job.id] = task = asyncio.create_task(self._drive(job.id), name=f"job-{job.id}")
-        task.add_done_callback(lambda t, job_id=job.id: self._tasks.pop(job_id, None))
+        task.add_done_callback(functools.partial(self._forget_task, job.id))
 
-    async def wait_idle(self, timeout: float) -> None:
-        """Wait until no job is being driven (tests, benchmarks, shutdown)."""
-        async with asyncio.timeout(timeout):
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
-
-    async def abort(self, job_id: str) -> None:
-        """Stop driving a job now (its data is being erased); the caller settles it. No-op if not driven."""
-        task = self._tasks.get(job_id)
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def _forget_task(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(job_id, None)
 
     def poke(self, job_id: str, task_id: str | None = None) -> bool:
         """A callback arrived for this job: re-read its task now instead of at the next poll.
@@ -182,6 +116,39 @@ class JobRunner:
         event = self._wake.setdefault(job_id, asyncio.Event())  # an early callback (still submitting) counts too
         event.set()
         return True
+
+    async def abort(self, job_id: str) -> None:
+        """Stop driving a job now (its data is being erased); the caller settles it. No-op if not driven."""
+        task = self._tasks.get(job_id)
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait until no job is being driven (tests, benchmarks, shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel every job task; each step is a transaction, so nothing is left half-written."""
+        tasks = [*self._tasks.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _clear_video_dir(self) -> int:
+        """Delete partial downloads and re-encodes a killed process left behind; resumed jobs fetch again."""
+        removed = 0
+        for path in self.settings.video_dir.iterdir():
+            if path.is_file() and (path.name.endswith(".part") or path.suffix == ".mp4"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     # ---- one job ---------------------------------------------------------------------------------
 
@@ -285,7 +252,7 @@ class JobRunner:
         if self._callback_url(job) is None:
             log.error("create unconfirmed and no callbacks configured: refunding; the upstream may hold an "
                       "orphaned task", extra={"job": job.id})
-            raise JobFailed("create_unconfirmed", UNCONFIRMED)
+            raise JobFailed("create_unconfirmed", CreateUnconfirmed.friendly)
         wake = self._wake.setdefault(job.id, asyncio.Event())
         deadline = (job.submitted_at or job.updated_at) + self.settings.unconfirmed_wait
         await self._status(job, "submitting", note="Waiting for the video service to confirm your job.")
@@ -306,7 +273,7 @@ class JobRunner:
             wake.clear()
         log.error("create unconfirmed and no callback came: refunding; the upstream may hold an orphaned task",
                   extra={"job": job.id})
-        raise JobFailed("create_unconfirmed", UNCONFIRMED)
+        raise JobFailed("create_unconfirmed", CreateUnconfirmed.friendly)
 
     async def _follow(self, job: Job, *, resumed: bool = False) -> Job:
         """Poll (woken by callbacks) until the task ends; failed reads never end it, JOB_TIMEOUT does."""
@@ -330,91 +297,18 @@ class JobRunner:
                 clock=self.clock, deadline=submitted + self.settings.job_timeout,
                 read_failures=self.settings.backoff(self.settings.poll_retries),
             )
-        except TaskNotFound as exc:
-            raise JobFailed(exc.code, LOST_TASK) from exc
-        except TaskTimedOut as exc:
-            raise JobFailed(exc.code, ABANDONED) from exc
+        except (TaskNotFound, TaskTimedOut) as exc:
+            raise JobFailed(exc.code, exc.user_message) from exc
         except VideoAPIError as exc:  # a lasting run of failed reads: refunded rather than held for hours
             raise JobFailed(exc.code, exc.user_message if exc.misconfigured else TRY_LATER) from exc
         if task.status != "completed":
             code = task.error_code or "task_failed"
-            raise JobFailed(code, FAILED_TASK)
+            raise JobFailed(code, UpstreamError.friendly)
         if not task.video_urls:
-            raise JobFailed("no_output", FAILED_TASK)
+            raise JobFailed("no_output", UpstreamError.friendly)
         expires = (task.completed_at or self.clock()) + LINK_LIFETIME
         log.info("task completed", extra={"job": job.id, "task": job.task_id})
         return await self.db.jobs.mark_completed(job.id, task.video_urls[0], expires)
-
-    async def _deliver(self, job: Job) -> None:
-        """Fetch the video and post it as a file (re-encoded to fit if need be), else as a link.
-
-        Discord's own trouble (5xx, network) delays a delivery, retried with backoff while the video's link
-        lives; only a delivery that truly cannot happen (every target refused) is refunded.
-        """
-        assert job.result_url is not None
-        await self._status(job, "completed", note="Fetching your video…")
-        path = self.settings.video_dir / f"{job.id}.mp4"
-        try:
-            try:
-                size: int | None = await self._download(job, path)
-            except DownloadError as exc:
-                if exc.reason == "expired":
-                    raise JobFailed("expired", EXPIRED) from exc
-                if exc.reason != "too_large":
-                    raise JobFailed(exc.reason, TRY_LATER) from exc
-                size = None  # bigger than we will ever download: a link is the only way
-            delays = 0
-            while True:
-                try:
-                    delivery = await self._post_file(job, path, size) if size is not None else None
-                    if delivery is None:
-                        delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
-                    break
-                except DeliveryDelayed as exc:
-                    delays += 1
-                    await self._wait_to_deliver_again(job, delays, exc)
-        except Undeliverable as exc:
-            raise JobFailed("undeliverable", UNDELIVERABLE) from exc
-        finally:
-            path.unlink(missing_ok=True)
-            fitted_path(path).unlink(missing_ok=True)
-        await self._settle_delivered(job, delivery)
-
-    async def _wait_to_deliver_again(self, job: Job, delays: int, exc: DeliveryDelayed) -> None:
-        """Back off before posting again, unless the video's link would be dead by then (then refund)."""
-        delay = max(self.settings.backoff().backoff(delays), capped(exc.retry_after) or 0.0)
-        expires = job.result_expires_at if job.result_expires_at is not None else job.updated_at + LINK_LIFETIME
-        if self.clock() + delay >= expires:
-            raise JobFailed("undeliverable", UNDELIVERABLE) from exc
-        log.warning("delivery delayed by Discord trouble; will post again",
-                    extra={"job": job.id, "attempt": delays, "wait": round(delay, 2)})
-        await self._status(job, "completed", note="Discord is having trouble; I'll keep trying to post your video.")
-        await self.sleep(delay)
-
-    async def _post_file(self, job: Job, path: Path, size: int) -> Delivery | None:
-        """Post the file, shrinking it to the stated limit (or below a 413's); None when nothing fits."""
-        limit = await self.notifier.upload_limit(job)
-        send = path if size <= limit else await fit_to_size(path, limit, fallback_duration=job.duration)
-        if send is None:
-            return None
-        try:
-            return await self.notifier.deliver_file(job, send)
-        except TooLarge as exc:
-            smaller = await fit_to_size(path, int((exc.limit or limit) * 0.9), fallback_duration=job.duration)
-            if smaller is None:
-                return None
-            with contextlib.suppress(TooLarge):
-                return await self.notifier.deliver_file(job, smaller)
-        return None
-
-    async def _settle_delivered(self, job: Job, delivery: Delivery) -> None:
-        if await self.db.jobs.finish_delivered(job.id, delivery.url):
-            log.info("delivered and charged", extra={"job": job.id, "how": delivery.how, "credits": job.cost})
-            job = await self.db.jobs.get(job.id) or job
-            entries = await self.db.ledger.for_job(job.id)
-            note = (f"Done. {job.cost} credits charged." if "charge" in entries
-                    else "Done. No credits were charged (an admin gave them back).")
-            await self._status(job, "delivered", final=True, note=note)
 
     async def _adopt_earlier_post(self, job: Job) -> bool:
         """After a crash between posting and recording, find the post instead of posting the video again."""
@@ -429,20 +323,18 @@ class JobRunner:
         await self._settle_delivered(job, delivery)
         return True
 
-    async def _download(self, job: Job, path: Path) -> int:
-        """Fetch the result; network trouble is retried while the link is still valid."""
-        for attempt in range(4):
-            try:
-                return await self.api.download(
-                    job.result_url or "", path,
-                    max_bytes=self.settings.max_video_bytes, timeout=self.settings.download_timeout,
-                )
-            except DownloadError as exc:
-                if exc.reason not in ("network", "timeout") or attempt == 3:
-                    raise
-                log.warning("download failed; retrying", extra={"job": job.id, "reason": exc.reason})
-                await self.sleep(self.settings.backoff().backoff(attempt + 1))
-        raise AssertionError("unreachable")
+    async def _deliver(self, job: Job) -> None:
+        """Post the finished video (see bot.jobs.delivery), then charge the hold."""
+        await self._settle_delivered(job, await self.delivery.run(job))
+
+    async def _settle_delivered(self, job: Job, delivery: Delivery) -> None:
+        if await self.db.jobs.finish_delivered(job.id, delivery.url):
+            log.info("delivered and charged", extra={"job": job.id, "how": delivery.how, "credits": job.cost})
+            job = await self.db.jobs.get(job.id) or job
+            entries = await self.db.ledger.for_job(job.id)
+            note = (f"Done. {job.cost} credits charged." if "charge" in entries
+                    else "Done. No credits were charged (an admin gave them back).")
+            await self._status(job, "delivered", final=True, note=note)
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         before = await self.db.jobs.get(job.id) or job  # settling forgets the interaction token; the notice needs it
@@ -450,12 +342,14 @@ class JobRunner:
             note = f"{message} Your {job.cost} credits were refunded."
             job = await self.db.jobs.get(job.id) or job
             await self._status(job, "failed", final=True, note=note)
-            with contextlib.suppress(Exception):
+            try:
                 await self.notifier.announce_failure(before, note)
+            except Exception:  # the notifier promises not to raise; a bug there must not undo the refund
+                log.exception("failure notice crashed", extra={"job": job.id})
 
     # ---- helpers ---------------------------------------------------------------------------------
 
-    async def _status(self, job: Job, state: str, *, progress: float | None = None,
+    async def _status(self, job: Job, state: JobState, *, progress: float | None = None,
                       queue_position: int | None = None, note: str | None = None, final: bool = False) -> None:
         update = StatusUpdate(state=state, elapsed=max(0.0, self.clock() - job.created_at), progress=progress,
                               queue_position=queue_position, note=note, final=final)
@@ -468,6 +362,10 @@ class JobRunner:
         except Exception:
             log.exception("status update failed", extra={"job": job.id})
 
+    async def _note(self, job: Job, note: str) -> None:
+        """A note on the status of a job being delivered (how the delivery step speaks to the member)."""
+        await self._status(job, "completed", note=note)
+
     def _callback_url(self, job: Job) -> str | None:
         base = self.settings.callback_base_url
         return f"{base.rstrip('/')}/callbacks/{job.callback_token}" if base else None
@@ -478,41 +376,17 @@ class JobRunner:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _health_loop(self) -> None:
-        """Forget dead interaction tokens; while intake is paused, re-read the operator's balance so jobs resume."""
-        while True:
-            await self._forget_dead_tokens()
-            await self.sleep(self.settings.health_interval)
-            if self.health.accepting:
-                continue
-            try:
-                credits = await self.api.get_credits()
-            except VideoAPIError as exc:
-                self.health.record(exc)
-            except Exception:
-                log.exception("health check failed")
-            else:
-                self.health.record_balance(credits.balance)
-
-    async def _forget_dead_tokens(self) -> None:
+    async def _sweep_tokens(self) -> None:
         """Interaction tokens are secrets: once Discord has killed one (15 minutes), nothing needs it."""
-        try:
-            forgotten = await self.db.jobs.forget_expired_interactions(self.clock())
-        except Exception:
-            log.exception("forgetting expired interaction tokens failed")
-            return
-        if forgotten:
-            log.info("forgot expired interaction tokens", extra={"count": forgotten})
-
-    async def check_now(self) -> int | None:
-        """Read the operator's balance once (for /sora-admin status); updates health either way."""
-        try:
-            credits = await self.api.get_credits()
-        except VideoAPIError as exc:
-            self.health.record(exc)
-            raise
-        self.health.record_balance(credits.balance)
-        return credits.balance
+        while True:
+            try:
+                forgotten = await self.db.jobs.forget_expired_interactions(self.clock())
+            except Exception:
+                log.exception("forgetting expired interaction tokens failed")
+            else:
+                if forgotten:
+                    log.info("forgot expired interaction tokens", extra={"count": forgotten})
+            await self.sleep(self.settings.health_interval)
 
 
-__all__ = ["JobFailed", "JobRunner", "RunnerSettings"]
+__all__ = ["MAX_CREATES", "JobFailed", "JobRunner", "RunnerSettings"]

@@ -52,6 +52,6 @@ def init_sentry(dsn: str, *, secrets: Iterable[str], process: str, environment: 
         server_name=process,
         include_local_variables=False,  # locals may hold tokens; the scrubber only knows what it's told
         max_breadcrumbs=50,
-        before_send=make_before_send(secrets),  # type: ignore[arg-type]
+        before_send=make_before_send(secrets),
         integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
     )

@@ -220,7 +220,11 @@ async def _callback_loop(app: web.Application) -> AsyncIterator[None]:
                     task.callback_due = None
                     job = asyncio.create_task(_send_callback(state, session, task.id))
                     in_flight[task.id] = job
-                    job.add_done_callback(lambda _t, tid=task.id: in_flight.pop(tid, None))
+
+                    def forget(_done: asyncio.Task[None], tid: str = task.id) -> None:
+                        in_flight.pop(tid, None)
+
+                    job.add_done_callback(forget)
             await asyncio.sleep(tick)
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:

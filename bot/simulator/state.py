@@ -98,7 +98,6 @@ class SimTask:
     file_token: str | None = None
     callback_due: float | None = None
     callback_attempts: int = 0
-    callback_done: bool = False
     base_url: str = ""  # the address the client used, for output URLs in callbacks
 
 
@@ -290,7 +289,7 @@ class SimulatorState:
         """After an attempt: done on 2xx, else schedule the next retry (at once, then the configured delays)."""
         task.callback_attempts += 1
         if ok:
-            task.callback_due, task.callback_done = None, True
+            task.callback_due = None
             return
         retry = task.callback_attempts - 1
         if retry < len(self.callback_retry_delays):

@@ -10,16 +10,22 @@ import re
 from typing import ClassVar
 
 TRY_LATER = "The video service had trouble just now. Please try again in a few minutes."
+#: The one sentence members read while the operator's access is refused (a failed job, or intake paused).
 MISCONFIGURED = "The bot is misconfigured right now, so it can't make videos. The admins have been told."
 
 
 class VideoAPIError(Exception):
-    """Base of every failure the client raises; carries what the runner and a member each need."""
+    """Base of every failure the client raises; carries what the runner, a member and the operator each need.
+
+    `user_message` is for members; `operator_hint` is for whoever can fix it (`sora-bot check`,
+    `/sora-admin status`), and falls back to the member's sentence where the operator can do nothing.
+    """
 
     default_code: ClassVar[str] = "api_error"
     default_retryable: ClassVar[bool] = False
     default_misconfigured: ClassVar[bool] = False
     friendly: ClassVar[str] = TRY_LATER
+    hint: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -42,6 +48,11 @@ class VideoAPIError(Exception):
     def user_message(self) -> str:
         """The plain sentence a member reads; never the upstream's raw text (except for 400s, cleaned)."""
         return self.friendly
+
+    @property
+    def operator_hint(self) -> str:
+        """What the operator (or a server admin reading /sora-admin status) should do about it."""
+        return self.hint or self.user_message
 
     def __str__(self) -> str:
         where = f"HTTP {self.status} " if self.status is not None else ""
@@ -70,13 +81,15 @@ class InvalidAPIKey(VideoAPIError):
     default_code = "invalid_api_key"
     default_misconfigured = True
     friendly = MISCONFIGURED
+    hint = "the API key was refused (invalid, disabled or deleted): check SORA_API_KEY"
 
 
 class InsufficientCredits(VideoAPIError):
     """402: the operator's balance is too low until they top up."""
 
     default_code = "insufficient_credits"
-    friendly = "The video service is out of credits for now. Please try again later."
+    friendly = "The video service is out of credits for now. The admins have been told; please try again later."
+    hint = "the operator's balance is too low: top up with the video API provider"
 
 
 class IPNotAllowed(VideoAPIError):
@@ -85,6 +98,7 @@ class IPNotAllowed(VideoAPIError):
     default_code = "ip_not_allowed"
     default_misconfigured = True
     friendly = MISCONFIGURED
+    hint = "this machine's IP address is not in the API key's allowlist"
 
 
 class ModelNotFound(VideoAPIError):
@@ -93,6 +107,7 @@ class ModelNotFound(VideoAPIError):
     default_code = "model_not_found"
     default_misconfigured = True
     friendly = MISCONFIGURED
+    hint = "the video model is not available to this API key"
 
 
 class NotFound(VideoAPIError):
@@ -116,6 +131,7 @@ class RateLimited(VideoAPIError):
     default_code = "rate_limit_exceeded"
     default_retryable = True
     friendly = "The video service is busy right now; your job is waiting in the queue."
+    hint = "the video API is rate limiting this key; try again in a minute"
 
 
 class SpendLimitExceeded(VideoAPIError):
@@ -123,6 +139,7 @@ class SpendLimitExceeded(VideoAPIError):
 
     default_code = "spend_limit_exceeded"
     friendly = "The bot's spending limit with the video service has been reached. Please try again later."
+    hint = "the API key's spending limit was reached"
 
 
 class InternalError(VideoAPIError):
@@ -150,6 +167,7 @@ class NetworkError(VideoAPIError):
 
     default_code = "network_error"
     default_retryable = True
+    hint = "the video API could not be reached: check SORA_API_BASE and the network"
 
     def __init__(self, message: str = "", *, code: str | None = None, sent: bool = True,
                  retryable: bool | None = None) -> None:

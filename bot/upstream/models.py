@@ -84,8 +84,10 @@ def parse_task(data: object, task_id: str) -> Task:
     status = data.get("status")
     if not isinstance(status, str) or not status.strip():
         raise BadResponse("task answer has no status")
-    output = data.get("output") if isinstance(data.get("output"), dict) else {}
-    urls = output.get("urls") if isinstance(output.get("urls"), list) else []
+    output = data.get("output")
+    output = output if isinstance(output, dict) else {}
+    urls = output.get("urls")
+    urls = urls if isinstance(urls, list) else []
     error = data.get("error")
     error_code = error_message = None
     if isinstance(error, dict):

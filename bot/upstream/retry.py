@@ -45,7 +45,7 @@ class RetryPolicy:
 
     def backoff(self, failures: int) -> float:
         """The jittered exponential delay after `failures` (>= 1) failed attempts."""
-        raw = min(self.max_delay, self.base_delay * 2 ** max(failures - 1, 0))
+        raw = min(self.max_delay, self.base_delay * 2.0 ** max(failures - 1, 0))
         return raw * (1.0 - self.jitter * self.rng.random())
 
     def delay(self, failures: int, retry_after: float | None = None) -> float | None:

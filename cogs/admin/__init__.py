@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cogs.admin._cog import AdminCog
+
 if TYPE_CHECKING:
-    from bot.discord_bot import SoraBot
+    from bot.discord_app.client import SoraBot
+
+__all__ = ["setup"]
 
 
 async def setup(bot: SoraBot) -> None:
-    from cogs.admin._cog import AdminCog
-
     await bot.add_cog(AdminCog(bot))

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cogs.sora._render import STATE_LABELS, elapsed_text, job_line, when
+from bot.discord_app.render import STATE_LABELS, elapsed_text, job_line, when
+from storage.reports import MemberSummary
 
 
-def member_summary(mention: str, balance: Any, entries: Iterable[Any], blocked: str | None) -> str:
+def member_summary(mention: str, summary: MemberSummary) -> str:
+    balance, blocked = summary.balance, summary.blocked_reason
     lines = [f"{mention}: **{balance.available} credits** available, {balance.held} held by running jobs."]
     if blocked is not None:
         lines.append(f"⛔ Blocked{': ' + blocked if blocked else ''}.")
-    rows = list(entries)
+    rows = summary.entries
     if rows:
         lines.append("**Latest ledger entries**")
         for e in rows:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cogs.sora._notifier import DiscordNotifier
-from cogs.sora._views import RerollButton
+from cogs.sora._cog import SoraCog
 
 if TYPE_CHECKING:
-    from bot.discord_bot import SoraBot
+    from bot.discord_app.client import SoraBot
 
-__all__ = ["DiscordNotifier", "setup"]
+__all__ = ["setup"]
 
 
 async def setup(bot: SoraBot) -> None:
-    from cogs.sora._cog import SoraCog
-
-    bot.add_dynamic_items(RerollButton)
     await bot.add_cog(SoraCog(bot))

@@ -8,13 +8,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_app import render
+from bot.discord_app.items import SORA_COG, RerollButton
 from bot.pricing import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_LENGTH, duration_label
-from cogs.sora import _render
 from cogs.sora._flow import GenerationFlow, ImageSource, image_from_message
 from cogs.sora._views import AnimateModal
 
 if TYPE_CHECKING:
-    from bot.discord_bot import SoraBot
+    from bot.discord_app.client import SoraBot
 
 DURATION_CHOICES = [app_commands.Choice(name=duration_label(d), value=d) for d in DURATIONS]
 RATIO_CHOICES = [
@@ -22,28 +23,14 @@ RATIO_CHOICES = [
 ]
 
 
-def result_link(url: str | None, guild_id: int, channel_id: int) -> str | None:
-    """A working link to a delivered video.
-
-    A message posted through the interaction webhook does not know its server, so discord.py's jump_url says
-    `@me` (a DM link, which opens nothing); a message in the job's own channel belongs to the job's server.
-    """
-    if not url:
-        return None
-    dm_style = f"https://discord.com/channels/@me/{channel_id}/"
-    if url.startswith(dm_style):
-        return f"https://discord.com/channels/{guild_id}/{channel_id}/" + url.removeprefix(dm_style)
-    return url
-
-
 @app_commands.guild_only()
-class SoraCog(commands.GroupCog, group_name="sora", group_description="Make short AI videos with Sora 2"):
-    """Members' commands; every answer about credits is private."""
+class SoraCog(commands.GroupCog, name=SORA_COG, group_name="sora",
+              group_description="Make short AI videos with Sora 2"):
+    """Members' commands; every answer about credits is private. Handles the persistent Re-roll button."""
 
     def __init__(self, bot: SoraBot) -> None:
         self.bot = bot
         self.flow = GenerationFlow(bot)
-        bot.flow = self.flow  # type: ignore[attr-defined]  # the persistent Re-roll button finds it here
         # guild_only() sets both dm_permission and contexts=[guild]; the attribute alone left contexts unset.
         self.animate_menu = app_commands.guild_only()(
             app_commands.ContextMenu(name="Animate with Sora", callback=self.animate))
@@ -51,9 +38,15 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
+        self.bot.add_dynamic_items(RerollButton)  # posts from before a restart keep their button working
 
     async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(RerollButton)
         self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
+
+    async def offer_reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
+        """The Re-roll button was pressed (bot.discord_app.items.RerollHandler): confirm before charging."""
+        await self.flow.offer_reroll(interaction, job_id)
 
     @app_commands.command(name="generate", description="Make a video from a prompt (and optionally a first frame)")
     @app_commands.describe(
@@ -62,10 +55,11 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
         aspect_ratio="Landscape 16:9 or portrait 9:16",
         image="Optional first frame: JPEG, PNG or WebP, up to 10 MB",
     )
-    @app_commands.choices(duration=DURATION_CHOICES, aspect_ratio=RATIO_CHOICES)
+    @app_commands.choices(duration=DURATION_CHOICES)
+    @app_commands.choices(aspect_ratio=RATIO_CHOICES)  # apart: one list's values are int, the other's str
     async def generate(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[SoraBot],
         prompt: app_commands.Range[str, 1, MAX_PROMPT_LENGTH],
         duration: app_commands.Choice[int] | None = None,
         aspect_ratio: app_commands.Choice[str] | None = None,
@@ -75,7 +69,7 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
         await self.flow.start(interaction, prompt=prompt, duration=duration.value if duration else None,
                               aspect_ratio=aspect_ratio.value if aspect_ratio else None, image=source)
 
-    async def animate(self, interaction: discord.Interaction, message: discord.Message) -> None:
+    async def animate(self, interaction: discord.Interaction[SoraBot], message: discord.Message) -> None:
         image = image_from_message(message)
         if image is None:
             await interaction.response.send_message(
@@ -87,7 +81,7 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
         await interaction.response.send_modal(AnimateModal(self.flow, image, settings.default_duration))
 
     @app_commands.command(name="balance", description="Your credits, what running jobs hold, and the next refill")
-    async def balance(self, interaction: discord.Interaction) -> None:
+    async def balance(self, interaction: discord.Interaction[SoraBot]) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         balance = await self.bot.db.ledger.balance(interaction.guild_id, interaction.user.id)
@@ -95,11 +89,11 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
         lines = [f"You have **{balance.available} credits**."]
         if balance.held:
             lines.append(f"{balance.held} more are held by videos in progress (charged only when delivered).")
-        lines.append(_render.refill_text(settings.refill_amount, settings.refill_period, balance.next_refill_at))
+        lines.append(render.refill_text(settings.refill_amount, settings.refill_period, balance.next_refill_at))
         await interaction.edit_original_response(content="\n".join(lines))
 
     @app_commands.command(name="jobs", description="Your recent videos")
-    async def jobs(self, interaction: discord.Interaction) -> None:
+    async def jobs(self, interaction: discord.Interaction[SoraBot]) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         jobs = await self.bot.db.jobs.recent_for_user(interaction.guild_id, interaction.user.id, limit=10)
@@ -108,14 +102,14 @@ class SoraCog(commands.GroupCog, group_name="sora", group_description="Make shor
             return
         lines = ["**Your recent videos**"]
         for job in jobs:
-            label = _render.STATE_LABELS.get(job.state, job.state)
-            url = result_link(job.delivered_message_url, job.guild_id, job.channel_id)
+            label = render.STATE_LABELS.get(job.state, job.state)
+            url = job.delivered_message_url
             link = f" · [result]({url})" if url else ""
             error = f" · {job.error_message}" if job.state == "failed" and job.error_message else ""
-            lines.append(f"{label} · {_render.job_line(job.duration, job.aspect_ratio, job.cost)} · "
-                         f"{_render.when(job.created_at)}{link}{error}")
+            lines.append(f"{label} · {render.job_line(job.duration, job.aspect_ratio, job.cost)} · "
+                         f"{render.when(job.created_at)}{link}{error}")
         await interaction.edit_original_response(content="\n".join(lines)[:2000])
 
     @app_commands.command(name="help", description="What this bot does, prices and limits")
-    async def help(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(_render.help_text(), ephemeral=True)
+    async def help(self, interaction: discord.Interaction[SoraBot]) -> None:
+        await interaction.response.send_message(render.help_text(), ephemeral=True)

@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.discord_app.render import refusal_text
+from bot.discord_app.tree import INTERNAL_ERROR
 from bot.images import ImageRejected, ImageUnavailable, MediaOrigins, check_image, check_size, fetch_image
 from bot.pricing import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DURATIONS, cost
 from bot.prompts import check_prompt
 from cogs.sora._views import ConfirmReroll
-from storage.errors import QuotaRefused
-from storage.models import NewJob
+from storage.errors import UserFacingError
+from storage.models import Job, NewJob
 
 if TYPE_CHECKING:
-    from bot.discord_bot import SoraBot
+    from bot.discord_app.client import SoraBot
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,8 @@ class ImageSource:
     reused: bool = False
 
 
-class Refusal(Exception):
-    """A check failed; the text tells the member what to do, and nothing was charged."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+class Refusal(UserFacingError):
+    """A check of the flow failed; the text tells the member what to do, and nothing was charged."""
 
 
 def _images_in(attachments: Iterable[discord.Attachment], embeds: Iterable[discord.Embed]) -> Iterator[ImageSource]:
@@ -85,23 +83,23 @@ class GenerationFlow:
         self.bot = bot
         self.origins = MediaOrigins.discord(bot.services.settings.discord_api_base)
 
-    async def start(self, interaction: discord.Interaction, *, prompt: str, duration: int | None,
+    async def start(self, interaction: discord.Interaction[SoraBot], *, prompt: str, duration: int | None,
                     aspect_ratio: str | None, image: ImageSource | None = None) -> None:
         """Acknowledge first (inside Discord's 3 s), then check everything before holding credits."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             text = await self._accept(interaction, prompt, duration, aspect_ratio, image)
-        except (Refusal, QuotaRefused, ImageRejected) as exc:
-            text = f"{exc.user_message}"
+        except UserFacingError as exc:
+            text = refusal_text(exc)
         except Exception:
             log.exception("generate failed before a job was created", extra={"guild": interaction.guild_id})
-            text = "Something went wrong on my side. Nothing was charged; please try again in a moment."
+            text = INTERNAL_ERROR
         try:
             await interaction.edit_original_response(content=text)
         except discord.HTTPException as exc:
             log.info("could not answer the requester", extra={"status": exc.status})
 
-    async def _accept(self, interaction: discord.Interaction, prompt: str, duration: int | None,
+    async def _accept(self, interaction: discord.Interaction[SoraBot], prompt: str, duration: int | None,
                       aspect_ratio: str | None, image: ImageSource | None) -> str:
         """Cheapest checks first: options, then the member's standing (read-only), then the image, then the hold.
 
@@ -112,10 +110,7 @@ class GenerationFlow:
         if not bot.runner.health.accepting:
             raise Refusal(bot.runner.health.refusal or "The video service is unavailable right now.")
         settings = await bot.db.guilds.get(interaction.guild_id)
-        try:
-            cleaned = check_prompt(prompt, settings.banned_words)
-        except ValueError as exc:
-            raise Refusal(getattr(exc, "user_message", str(exc))) from None
+        cleaned = check_prompt(prompt, settings.banned_words)  # PromptRejected is a UserFacingError
         duration = duration or settings.default_duration
         if duration not in DURATIONS:
             raise Refusal("Duration must be 4, 8 or 12 seconds.")
@@ -172,10 +167,17 @@ class GenerationFlow:
 
     # ---- re-roll -------------------------------------------------------------------------------
 
-    async def offer_reroll(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def _job_here(self, interaction: discord.Interaction[SoraBot], job_id: str) -> Job | None:
+        """The pressed post's job, if this server still knows it; else the member is told, privately."""
         job = await self.bot.db.jobs.get(job_id)
         if job is None or job.guild_id != interaction.guild_id:
             await interaction.response.send_message("That video is no longer known to me.", ephemeral=True)
+            return None
+        return job
+
+    async def offer_reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
+        job = await self._job_here(interaction, job_id)
+        if job is None:
             return
         balance = await self.bot.db.ledger.balance(job.guild_id, interaction.user.id)
         await interaction.response.send_message(
@@ -183,10 +185,9 @@ class GenerationFlow:
             view=ConfirmReroll(self, job.id, interaction.user.id), ephemeral=True,
         )
 
-    async def reroll(self, interaction: discord.Interaction, job_id: str) -> None:
-        job = await self.bot.db.jobs.get(job_id)
-        if job is None or job.guild_id != interaction.guild_id:
-            await interaction.response.send_message("That video is no longer known to me.", ephemeral=True)
+    async def reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
+        job = await self._job_here(interaction, job_id)
+        if job is None:
             return
         image = ImageSource(job.image_url, reused=True) if job.image_url else None
         await self.start(interaction, prompt=job.prompt, duration=job.duration, aspect_ratio=job.aspect_ratio,

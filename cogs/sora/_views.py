@@ -1,8 +1,10 @@
-"""Buttons and modals: the Re-roll button survives restarts because its job id lives in its custom_id."""
+"""The members' cog's own views: the Re-roll confirmation and the Animate with Sora form.
+
+The persistent Re-roll button itself is shared with the notifier that posts it: bot.discord_app.items.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -10,25 +12,11 @@ import discord
 from bot.pricing import ASPECT_RATIOS, DURATIONS
 
 if TYPE_CHECKING:
+    from bot.discord_app.client import SoraBot
     from cogs.sora._flow import GenerationFlow, ImageSource
 
-
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sora:reroll:(?P<job>[0-9a-f]{32})"):
-    """Same request again, for whoever presses it, charged to them after a confirmation."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Re-roll", emoji="🎲", style=discord.ButtonStyle.secondary,
-                                           custom_id=f"sora:reroll:{job_id}"))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> RerollButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        flow: GenerationFlow = interaction.client.flow  # type: ignore[attr-defined]
-        await flow.offer_reroll(interaction, self.job_id)
+# discord.py types its hooks for any client (a type variable of each method), so a hook that knows it runs in
+# SoraBot narrows the interaction's type: mypy's [override] is silenced on those lines, and only there.
 
 
 class ConfirmReroll(discord.ui.View):
@@ -39,12 +27,12 @@ class ConfirmReroll(discord.ui.View):
         self.flow, self.job_id, self.user_id = flow, job_id, user_id
 
     @discord.ui.button(label="Yes, make it", style=discord.ButtonStyle.primary)
-    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+    async def confirm(self, interaction: discord.Interaction[SoraBot], button: discord.ui.Button[Any]) -> None:
         self.stop()
         await self.flow.reroll(interaction, self.job_id)
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
-    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+    async def cancel(self, interaction: discord.Interaction[SoraBot], button: discord.ui.Button[Any]) -> None:
         self.stop()
         await interaction.response.edit_message(content="Cancelled; nothing was charged.", view=None)
 
@@ -69,7 +57,7 @@ class AnimateModal(discord.ui.Modal, title="Animate with Sora"):
         self.flow, self.image = flow, image
         self.duration.default = str(default_duration)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
+    async def on_submit(self, interaction: discord.Interaction[SoraBot]) -> None:  # type: ignore[override]
         raw_duration = (self.duration.value or "").strip().removesuffix("s").strip()
         raw_ratio = (self.aspect_ratio.value or "16:9").strip()
         problems = []
@@ -83,5 +71,6 @@ class AnimateModal(discord.ui.Modal, title="Animate with Sora"):
         await self.flow.start(interaction, prompt=self.prompt.value, duration=int(raw_duration) if raw_duration
                               else None, aspect_ratio=raw_ratio, image=self.image)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
-        await interaction.client.tree.on_error(interaction, error)  # type: ignore[arg-type]
+    async def on_error(  # type: ignore[override]
+            self, interaction: discord.Interaction[SoraBot], error: Exception, /) -> None:
+        await interaction.client.tree.report(interaction, error)

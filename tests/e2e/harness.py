@@ -19,7 +19,7 @@ from PIL import Image
 
 from bot.app import open_services
 from bot.config import Settings, load_settings
-from bot.discord_bot import SoraBot
+from bot.discord_app.client import SoraBot
 from bot.simulator.app import Simulator
 from storage.db import Database
 from storage.models import Job
@@ -120,8 +120,7 @@ class InProcessBot:
         stack = contextlib.AsyncExitStack()
         stack.enter_context(patch_discord_py(self.world.fake))
         services = await stack.enter_async_context(open_services(self.world.settings()))
-        self.bot = SoraBot(services)
-        self.bot.guild_ready_timeout = 0.05  # type: ignore[attr-defined]
+        self.bot = SoraBot(services, guild_ready_timeout=0.05)
         self._stack = stack
         self._task = asyncio.create_task(self.bot.start(self.world.fake.token))
         await asyncio.wait_for(self.bot.wait_until_ready(), 20)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fake_discord.messages import delete_message
 
+from bot.discord_app.items import reroll_id
 from tests.e2e.harness import (
     InProcessBot,
     World,
@@ -86,7 +87,7 @@ async def test_animate_with_a_bad_duration_or_ratio_charges_nothing(world: World
 
 async def reroll_as(world: World, message: Any, job_id: str, user: Any) -> Any:
     """Press Re-roll as `user`, check the priced private confirmation, confirm; return the confirming interaction."""
-    press = await world.fake.press_button(message, f"sora:reroll:{job_id}", user.id)
+    press = await world.fake.press_button(message, reroll_id(job_id), user.id)
     confirm = await private_reply(press)
     assert "100 credits" in confirm.content and "You have 200" in confirm.content, confirm.content
     yes = await world.fake.press_button(confirm, button(confirm, "Yes, make it"), user.id)
@@ -100,7 +101,7 @@ async def test_reroll_by_another_member_is_confirmed_and_charged_to_them(world: 
     [delivered] = video_posts(world, first.id)
 
     # Cancel first: nothing happens
-    press = await world.fake.press_button(delivered, f"sora:reroll:{first.id}", world.other.id)
+    press = await world.fake.press_button(delivered, reroll_id(first.id), world.other.id)
     confirm = await private_reply(press)
     cancel = await world.fake.press_button(confirm, button(confirm, "Cancel"), world.other.id)
     await cancel.wait_response(3)
@@ -144,7 +145,7 @@ async def reroll_refused(world: World, bot: InProcessBot, message: Any, job_id: 
     """Press Re-roll as `user` and confirm; the private answer, checked to have cost and sent nothing."""
     before = await bot.db.ledger.balance(world.guild.id, user.id)
     posts, jobs = len(world.sim.state.requests_to(CREATES, "POST")), len(await bot.db.fetchall("SELECT id FROM jobs"))
-    press = await world.fake.press_button(message, f"sora:reroll:{job_id}", user.id)
+    press = await world.fake.press_button(message, reroll_id(job_id), user.id)
     confirm = await private_reply(press)
     yes = await world.fake.press_button(confirm, button(confirm, "Yes, make it"), user.id)
     answer = await private_reply(yes)

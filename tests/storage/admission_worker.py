@@ -2,7 +2,7 @@
 
 Usage: python -m tests.storage.admission_worker TARGET N USER GO_FILE
 Waits until GO_FILE exists (so every process starts at the same moment), then prints one JSON line:
-{"accepted": …, "refused": {"InsufficientCredits": …}, "errors": […]}.
+{"accepted": …, "refused": {"NotEnoughCredits": …}, "errors": […]}.
 """
 
 from __future__ import annotations

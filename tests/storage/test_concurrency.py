@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.db import Database
-from storage.errors import InsufficientCredits, QuotaRefused
+from storage.errors import NotEnoughCredits, QuotaRefused
 
 from .conftest import ALICE, BOB, GUILD, Clock, request
 
@@ -26,7 +26,7 @@ async def test_fifty_concurrent_requests_from_a_member_who_can_afford_seven(db: 
         results = await asyncio.gather(*(db.jobs.create_with_hold(request(ALICE)) for _ in range(50)),
                                        return_exceptions=True)
     accepted = [r for r in results if not isinstance(r, BaseException)]
-    refused = [r for r in results if isinstance(r, InsufficientCredits)]
+    refused = [r for r in results if isinstance(r, NotEnoughCredits)]
     assert len(accepted) == 7
     assert len(refused) == 43
     holds = [e for e in await db.ledger.entries(GUILD, ALICE, limit=100) if e.kind == "hold"]
@@ -50,7 +50,7 @@ async def test_fifty_requests_through_five_separate_pools_hold_exactly_seven(db_
             results = await asyncio.gather(
                 *(db.jobs.create_with_hold(request(ALICE)) for db in dbs for _ in range(10)), return_exceptions=True
             )
-        assert [type(r).__name__ for r in results if isinstance(r, BaseException)].count("InsufficientCredits") == 43
+        assert [type(r).__name__ for r in results if isinstance(r, BaseException)].count("NotEnoughCredits") == 43
         assert sum(1 for r in results if not isinstance(r, BaseException)) == 7
         assert [e.kind for e in await dbs[0].ledger.entries(GUILD, ALICE, limit=100)].count("hold") == 7
         assert await dbs[0].ledger.verify() == []
@@ -85,7 +85,7 @@ async def test_fifty_requests_from_three_processes_hold_exactly_seven(db_target:
         reports.append(json.loads(out.decode().strip().splitlines()[-1]))
     assert [r["errors"] for r in reports] == [[], [], []]
     assert sum(r["accepted"] for r in reports) == 7
-    assert sum(r["refused"].get("InsufficientCredits", 0) for r in reports) == 43
+    assert sum(r["refused"].get("NotEnoughCredits", 0) for r in reports) == 43
     db = await Database.open(db_target)
     try:
         assert [e.kind for e in await db.ledger.entries(GUILD, ALICE, limit=100)].count("hold") == 7
@@ -157,7 +157,7 @@ async def test_a_thousand_concurrent_hold_settle_pairs_never_overspend(db: Datab
     assert len(fates) == 1_000
     async with asyncio.timeout(90):
         outcomes = await asyncio.gather(*(pair(u, f) for u, f in fates))
-    assert set(outcomes) <= {"charge", "release", "InsufficientCredits", "TooManyJobs"}
+    assert set(outcomes) <= {"charge", "release", "NotEnoughCredits", "TooManyJobs"}
     for user in members:
         balance = await db.ledger.balance(GUILD, user)
         entries = await db.ledger.entries(GUILD, user, limit=1_000)
@@ -169,7 +169,7 @@ async def test_a_thousand_concurrent_hold_settle_pairs_never_overspend(db: Datab
         settlements = sum(1 for e in entries if e.kind in ("charge", "release"))
         assert holds == settlements
         assert charged <= budget
-    assert outcomes.count("InsufficientCredits") > 0  # the members really were pushed past what they had
+    assert outcomes.count("NotEnoughCredits") > 0  # the members really were pushed past what they had
     assert await db.ledger.verify() == []
 
 
@@ -200,7 +200,7 @@ async def test_two_database_objects_on_one_database_refill_exactly_once(db_targe
                 *(db.jobs.create_with_hold(request(ALICE)) for db in (first, second) for _ in range(5)),
                 return_exceptions=True,
             )
-        assert not [r for r in results if isinstance(r, BaseException) and not isinstance(r, InsufficientCredits)]
+        assert not [r for r in results if isinstance(r, BaseException) and not isinstance(r, NotEnoughCredits)]
         entries = await first.ledger.entries(GUILD, ALICE, limit=100)
         assert [e.kind for e in entries].count("refill") == 1
         assert [e.kind for e in entries].count("hold") == 1

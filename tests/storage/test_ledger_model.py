@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from storage.db import Database
-from storage.errors import InsufficientCredits, TooManyJobs
+from storage.errors import NotEnoughCredits, TooManyJobs
 from tests.pgserver import wipe
 
 from .conftest import GUILD, Clock, request, run_to_completed
@@ -71,7 +71,7 @@ class LedgerMachine(RuleBasedStateMachine):
         except TooManyJobs:
             assert self.open_jobs(user) >= 3
             return "refused"
-        except InsufficientCredits as refusal:
+        except NotEnoughCredits as refusal:
             assert self.open_jobs(user) < 3
             assert self.available[user] < cost
             assert refusal.available == self.available[user]

@@ -16,7 +16,7 @@ from storage.errors import (
     ChannelNotAllowed,
     Cooldown,
     DailyBudgetExhausted,
-    InsufficientCredits,
+    NotEnoughCredits,
     QuotaRefused,
     TooManyJobs,
 )
@@ -82,15 +82,15 @@ async def new_member_asking_too_much(db: Database, clock: Clock) -> None:
 
 CASES: list[tuple[str, Callable[[Database, Clock], Awaitable[None]], int, type[QuotaRefused] | None]] = [
     ("new-member", nothing, 4, None),
-    ("new-member-over-starting-credits", new_member_asking_too_much, 12, InsufficientCredits),
+    ("new-member-over-starting-credits", new_member_asking_too_much, 12, NotEnoughCredits),
     ("blocked", blocked, 4, Blocked),
     ("other-channel", other_channel, 4, ChannelNotAllowed),
     ("too-many-jobs", busy, 4, TooManyJobs),
     ("cooldown", cooling_down, 4, Cooldown),
     ("daily-budget", over_budget, 4, DailyBudgetExhausted),
-    ("balance", broke, 4, InsufficientCredits),
+    ("balance", broke, 4, NotEnoughCredits),
     ("refill-due", broke_with_a_refill_due, 4, None),
-    ("refill-done", broke_with_the_refill_done, 4, InsufficientCredits),
+    ("refill-done", broke_with_the_refill_done, 4, NotEnoughCredits),
 ]
 
 

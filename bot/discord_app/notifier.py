@@ -14,6 +14,8 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,13 +23,13 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
-from bot.jobs.notifier import Delivery, DeliveryDelayed, StatusUpdate, TooLarge, Undeliverable
-from cogs.sora import _render
-from cogs.sora._views import RerollButton
+from bot.discord_app import render
+from bot.discord_app.items import RerollButton, reroll_id
+from bot.jobs.notifier import Delivery, DeliveryDelayed, DeliveryHow, StatusUpdate, TooLarge, Undeliverable
 from storage.models import Job
 
 if TYPE_CHECKING:
-    from bot.discord_bot import SoraBot
+    from bot.discord_app.client import SoraBot
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +108,37 @@ class _Outcome:
             self.retry_after = max(self.retry_after or 0.0, float(hint))
 
 
+@dataclass(frozen=True, slots=True)
+class _Post:
+    """One delivery message, sent the same way wherever it goes; the file is opened afresh for each try."""
+
+    text: str
+    mentions: discord.AllowedMentions
+    view: discord.ui.View
+    video: Path | None
+    filename: str
+    nonce: str
+
+    def file(self) -> discord.File:
+        return discord.File(self.video, filename=self.filename) if self.video else discord.utils.MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A place a delivery may go: its refusal key, how it is reported, and how to post there (→ a link)."""
+
+    place: str
+    how: DeliveryHow
+    send: Callable[[_Post], Awaitable[str]]
+
+
 class DiscordNotifier:
     """Implements `bot.jobs.notifier.Notifier` with the bot's own messages, falling back sensibly."""
 
-    def __init__(self, bot: SoraBot) -> None:
+    def __init__(self, bot: SoraBot, clock: Callable[[], float] = time.time) -> None:
         self.bot = bot
         self.refused = Refusals()
+        self.clock = clock  # unix time, as Discord's clock for interaction tokens (a test gives Discord's own)
 
     # ---- what the gateway cache already knows --------------------------------------------------
 
@@ -161,7 +188,7 @@ class DiscordNotifier:
     # ---- status --------------------------------------------------------------------------------
 
     async def show_status(self, job: Job, update: StatusUpdate) -> None:
-        text = _render.status_text(user_id=job.user_id, prompt=job.prompt, duration=job.duration,
+        text = render.status_text(user_id=job.user_id, prompt=job.prompt, duration=job.duration,
                                    aspect_ratio=job.aspect_ratio, credits=job.cost, update=update)
         fresh = await self.bot.db.jobs.get(job.id) or job
         if fresh.status_message_id is None:
@@ -207,59 +234,63 @@ class DiscordNotifier:
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
     async def deliver_file(self, job: Job, video: Path) -> Delivery:
-        def file() -> discord.File:
-            return discord.File(video, filename=f"sora-{job.id[:8]}.mp4")
-
-        return await self._post(job, None, file)
+        return await self._post(job, None, video)
 
     async def deliver_link(self, job: Job, url: str, expires_at: float | None) -> Delivery:
         return await self._post(job, (url, expires_at), None)
 
-    async def _post(self, job: Job, link: tuple[str, float | None] | None, file: object) -> Delivery:
+    async def _post(self, job: Job, link: tuple[str, float | None] | None, video: Path | None) -> Delivery:
         """Followup while the token lives, else the channel, else a DM; places that refused are skipped."""
         balance = await self.bot.db.ledger.balance(job.guild_id, job.user_id)
-        text = _render.result_text(
+        text = render.result_text(
             user_id=job.user_id, prompt=job.prompt, duration=job.duration, aspect_ratio=job.aspect_ratio,
             credits=job.cost, balance=balance.available, link=link[0] if link else None,
             link_expires_at=link[1] if link else None,
         )
-        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
         view = discord.ui.View(timeout=None)
         view.add_item(RerollButton(job.id))
-
-        def kwargs() -> dict[str, object]:
-            out: dict[str, object] = {"content": text, "allowed_mentions": mentions, "view": view}
-            if file is not None:
-                out["file"] = file()  # type: ignore[operator]
-            return out
-
+        post = _Post(text, discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)]),
+                     view, video, f"sora-{job.id[:8]}.mp4", nonce("delivery", job.id))
         outcome = _Outcome()
-        webhook = self._webhook(job)
-        if webhook is not None:
+        for target in self._targets(job, ("send_messages", "attach_files") if video else ("send_messages",)):
             try:
-                message = await webhook.send(wait=True, **kwargs())  # type: ignore[arg-type]
-                return Delivery(self._link(job, message), "interaction")
+                return Delivery(await target.send(post), target.how)
             except DISCORD_TROUBLE as exc:
-                self._note_failure(job, "followup", exc, outcome, sizes=True)
-        needed = ("send_messages", "attach_files") if file is not None else ("send_messages",)
-        if self._may_use(job, job.channel_id, *needed):
-            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            try:
-                message = await channel.send(nonce=nonce("delivery", job.id), **kwargs())  # type: ignore[arg-type]
-                return Delivery(self._link(job, message), "channel")
-            except DISCORD_TROUBLE as exc:
-                self._note_failure(job, f"channel:{job.channel_id}", exc, outcome, sizes=True)
-        if not self.refused(job.id, f"dm:{job.user_id}"):
-            try:
-                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-                message = await user.send(nonce=nonce("delivery", job.id), **kwargs())  # type: ignore[arg-type]
-                return Delivery(message.jump_url, "dm")
-            except DISCORD_TROUBLE as exc:
-                self._note_failure(job, f"dm:{job.user_id}", exc, outcome, sizes=True)
+                self._note_failure(job, target.place, exc, outcome, sizes=True)
         if outcome.transient:
             raise DeliveryDelayed(outcome.retry_after)
         log.warning("nowhere to deliver", extra={"job": job.id})
         raise Undeliverable(job.id)
+
+    def _targets(self, job: Job, needed: tuple[str, ...]) -> list[_Target]:
+        """Where a delivery may go, in order, leaving out the places that refused this job or that the cache
+        shows the bot may not use."""
+        targets: list[_Target] = []
+        webhook = self._webhook(job)
+        if webhook is not None:
+            async def followup(post: _Post) -> str:
+                message = await webhook.send(post.text, wait=True, file=post.file(), allowed_mentions=post.mentions,
+                                             view=post.view)
+                return self._link(job, message)
+
+            targets.append(_Target("followup", "interaction", followup))
+        if self._may_use(job, job.channel_id, *needed):
+            async def in_channel(post: _Post) -> str:
+                channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+                message = await channel.send(post.text, nonce=post.nonce, file=post.file(),
+                                             allowed_mentions=post.mentions, view=post.view)
+                return self._link(job, message)
+
+            targets.append(_Target(f"channel:{job.channel_id}", "channel", in_channel))
+        if not self.refused(job.id, f"dm:{job.user_id}"):
+            async def by_dm(post: _Post) -> str:
+                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+                message = await user.send(post.text, nonce=post.nonce, file=post.file(),
+                                          allowed_mentions=post.mentions, view=post.view)
+                return message.jump_url
+
+            targets.append(_Target(f"dm:{job.user_id}", "dm", by_dm))
+        return targets
 
     @staticmethod
     def _link(job: Job, message: discord.Message) -> str:
@@ -268,7 +299,7 @@ class DiscordNotifier:
 
     def _webhook(self, job: Job) -> discord.Webhook | None:
         """The interaction's followup webhook while its token is still alive (and not refused), else None."""
-        if not job.interaction_usable(time.time(), TOKEN_MARGIN) or not job.interaction_application_id:
+        if not job.interaction_usable(self.clock(), TOKEN_MARGIN) or not job.interaction_application_id:
             return None
         if self.refused(job.id, "followup"):
             return None
@@ -285,7 +316,7 @@ class DiscordNotifier:
         job began are other people's. Bounded by HISTORY_LIMIT; a post deeper than that (or in a channel we
         may not read) is caught by the delivery's nonce if it was made within Discord's nonce window.
         """
-        wanted = f"sora:reroll:{job.id}"
+        wanted = reroll_id(job.id)
         if self.refused(job.id, f"history:{job.channel_id}") or not self._may_use(
                 job, job.channel_id, "read_message_history"):
             return None
@@ -311,7 +342,7 @@ class DiscordNotifier:
     async def announce_failure(self, job: Job, message: str) -> None:
         """Tell the requester privately: by followup while the token lives, else by DM when the channel's
         status message cannot tell them (never posted, or the channel refused the bot). Never raises."""
-        text = _render.failure_text(message)
+        text = render.failure_text(message)
         webhook = self._webhook(job)
         if webhook is not None:
             try:

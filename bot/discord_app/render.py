@@ -7,8 +7,10 @@ from datetime import datetime
 from bot.jobs.notifier import StatusUpdate
 from bot.pricing import DURATIONS, cost, dollars
 from bot.prompts import display_prompt
+from storage.errors import ChannelNotAllowed, UserFacingError
+from storage.models import JobState
 
-STATE_LABELS = {
+STATE_LABELS: dict[JobState, str] = {
     "queued": "⏳ Waiting for a free slot",
     "submitting": "📨 Sending to the video service",
     "running": "🎬 Rendering",
@@ -131,6 +133,17 @@ def result_text(*, user_id: int, prompt: str, duration: int, aspect_ratio: str, 
     if len(bare) <= MESSAGE_LIMIT:
         return bare
     return f"{head} It is too large to upload here, and its link is too long for a Discord message."
+
+
+def refusal_text(error: UserFacingError) -> str:
+    """What a member reads for a refusal: the error's own words, with Discord's markup where it helps.
+
+    Storage's wording is plain text; a channel refusal names the allowed channels here, as clickable mentions.
+    """
+    if isinstance(error, ChannelNotAllowed) and error.allowed_channel_ids:
+        where = ", ".join(f"<#{cid}>" for cid in error.allowed_channel_ids[:10])
+        return f"Videos can't be made in this channel. Please use {where}."
+    return error.user_message
 
 
 def failure_text(message: str) -> str:
