@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.conn import Conn
 from storage.db import Database
 from storage.errors import StorageError
 
@@ -58,9 +59,9 @@ async def copy_database(source: Database, target: Database, progress: Progress |
         raw: Any = write.raw  # type: ignore[attr-defined]  # asyncpg's COPY protocol, for speed
         await raw.execute(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE")  # nobody writes meanwhile
         for table in TABLES:
-            row = await write.fetchone(f"SELECT COUNT(*) AS n FROM {table}")
-            if row is not None and int(row["n"]) > 0:
-                raise CopyRefused(f"the target database is not empty ({table} has {row['n']} rows); "
+            rows_there = await _count_in(write, table)
+            if rows_there > 0:
+                raise CopyRefused(f"the target database is not empty ({table} has {rows_there} rows); "
                                   "db copy only fills an empty database")
         source_balances = {
             (int(r["guild_id"]), int(r["user_id"])): (int(r["available"]), int(r["held"]))
@@ -91,7 +92,7 @@ async def copy_database(source: Database, target: Database, progress: Progress |
                 f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                 f"COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
             )
-        copied = {t: int((await write.fetchone(f"SELECT COUNT(*) AS n FROM {t}"))["n"]) for t in TABLES}
+        copied = {t: await _count_in(write, t) for t in TABLES}
         if copied != counts:
             raise CopyRefused(f"row counts differ after the copy: source {counts}, target {copied}")
         target_balances = {
@@ -108,6 +109,11 @@ async def copy_database(source: Database, target: Database, progress: Progress |
         raise CopyRefused("the copy finished but the audit found problems: " + "; ".join(problems[:5]))
     log.info("copied %s", copied)
     return CopyReport(rows=copied, balances_checked=len(target_balances))
+
+
+async def _count_in(conn: Conn, table: str) -> int:
+    row = await conn.fetchone(f"SELECT COUNT(*) AS n FROM {table}")
+    return int(row["n"]) if row is not None else 0
 
 
 async def _count(db: Database, table: str) -> int:

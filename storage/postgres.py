@@ -181,12 +181,6 @@ class PostgresBackend:
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._pool.fetch(_sql(sql), *params))
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A raw pooled connection, for tools such as `db copy` that speak asyncpg directly."""
-        async with self._pool.acquire() as raw:
-            yield raw
-
 
 async def migrate(conn: asyncpg.Connection, *, target: int | None = None) -> int:
     """Bring the schema up to `target` (default: the latest), refusing a database newer than the code.

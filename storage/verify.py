@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from storage.conn import Conn
 from storage.db import fetchall
@@ -142,4 +143,4 @@ _WHOLE = re.compile(r"\{whole:(\w+)\}")
 
 def _is_number(value: object) -> bool:
     # PostgreSQL's SUM over BIGINT is NUMERIC (a Decimal); %d wants an int on both backends.
-    return not isinstance(value, (str, bool)) and hasattr(value, "__int__") and value is not None
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
