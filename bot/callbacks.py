@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from bot.jobs.runner import JobRunner
-    from storage.db import Database
+from bot.jobs.runner import JobRunner
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-RUNNER_KEY = web.AppKey("runner", object)
-DB_KEY = web.AppKey("db", object)
+RUNNER_KEY = web.AppKey("runner", JobRunner)
+DB_KEY = web.AppKey("db", Database)
 
 
 async def _callback(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    db: Database = request.app[DB_KEY]  # type: ignore[assignment]
-    runner: JobRunner = request.app[RUNNER_KEY]  # type: ignore[assignment]
+    db = request.app[DB_KEY]
+    runner = request.app[RUNNER_KEY]
     try:
         raw = await request.read()  # bounded by client_max_size; the body is a hint, never the result
     except web.HTTPRequestEntityTooLarge:

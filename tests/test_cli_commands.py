@@ -9,7 +9,8 @@ import pytest
 from fake_discord import FakeDiscord
 
 from bot.simulator import Simulator, SimulatorState
-from tests.e2e.harness import free_port, run_cli
+from tests.e2e.harness import run_cli
+from tests.helpers import free_port
 
 KEY = "sk-test-key-0123456789"
 WRONG_TOKEN = "MTIzNDU2Nzg5.wrong.token-that-discord-does-not-know"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from PIL import Image
 
 from bot.cli import build_parser
 from bot.simulator import Simulator, SimulatorState
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,12 +178,6 @@ async def test_failed_task_is_one_friendly_line(tmp_path: Path, live_sim: Simula
     assert code == 1
     assert_friendly(err)
     assert "prohibited content" in err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_simulator_command_serves_and_takes_switches(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 import pytest
@@ -10,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.prompts import PromptRejected, check_prompt, contains_banned, display_prompt, neutralise_mentions
-
-MENTION = re.compile(r"@(everyone|here)|<@[!&]?\d+>")
+from tests.helpers import LIVE_MENTION
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t", "\x00\x01"])
@@ -36,7 +34,7 @@ def test_banned_words_are_not_named() -> None:
 @given(st.text(max_size=400))
 def test_display_never_contains_a_live_mention(text: str) -> None:
     shown = display_prompt(text + " @everyone @here <@123> <@!4> <@&5>")
-    assert not MENTION.search(shown)
+    assert not LIVE_MENTION.search(shown)
     assert len(shown) <= 300 * 2 + 10  # escaping may double characters but the source is cut at 300
 
 

@@ -4,16 +4,14 @@ requester's mention and without a live mention of anyone else."""
 
 from __future__ import annotations
 
-import re
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.discord_app import render as _render
 from bot.jobs.notifier import StatusUpdate
+from tests.helpers import LIVE_MENTION
 
 USER = 123456789012345678
-LIVE_MENTION = re.compile(r"@everyone|@here|<@[!&]?\d+>|<#\d+>")
 #: What makes a prompt grow when shown: markdown (escaped with a backslash) and mentions (broken with a
 #: zero-width space), plus ordinary letters, spaces and the odd emoji.
 NASTY = "*_`~|>#[]()-\\@<>&!:everyonhr0123456789 \n\ta😀\u200b"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.harness import free_port, make_world, read_db, start_subprocess, wait_db
+from tests.e2e.harness import make_world, read_db, start_subprocess, wait_db
+from tests.helpers import free_port
 
 API_KEY = "sk-test-key-123"
 

@@ -61,11 +61,11 @@ def _int(value: object) -> int | None:
 
 
 def _progress(value: object) -> float | None:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):  # JSON gives nothing else
         return None
     try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value)
+    except ValueError:
         return None
     if not math.isfinite(number):
         return None

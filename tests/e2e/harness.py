@@ -77,9 +77,6 @@ class World:
         return await self.fake.slash(self.guild.id, self.channel.id, user.id, "sora generate", options=options,
                                      attachments=attachments)
 
-    async def admin_cmd(self, path: str, user: Any = None, **options: Any) -> Any:
-        return await self.fake.slash(self.guild.id, self.channel.id, (user or self.admin).id, f"sora-admin {path}",
-                                     options=options)
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +117,8 @@ class InProcessBot:
         stack = contextlib.AsyncExitStack()
         stack.enter_context(patch_discord_py(self.world.fake))
         services = await stack.enter_async_context(open_services(self.world.settings()))
-        self.bot = SoraBot(services, guild_ready_timeout=0.05)
+        # The bot judges interaction tokens by Discord's clock, so `fake.clock.advance()` ages them for both.
+        self.bot = SoraBot(services, guild_ready_timeout=0.05, clock=self.world.fake.clock.now)
         self._stack = stack
         self._task = asyncio.create_task(self.bot.start(self.world.fake.token))
         await asyncio.wait_for(self.bot.wait_until_ready(), 20)
@@ -130,12 +128,14 @@ class InProcessBot:
     async def stop(self) -> None:
         if self.bot is not None:
             await self.bot.close()
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 10)
-        if self._stack is not None:
-            await self._stack.aclose()
+        task, stack = self._task, self._stack
         self.bot = self._task = self._stack = None
+        try:
+            if task is not None:
+                await asyncio.wait_for(task, 10)  # whatever the bot's task raised fails the test
+        finally:
+            if stack is not None:
+                await stack.aclose()
 
     async def wait_job(self, predicate: Callable[[Job], bool], timeout: float = 20.0) -> Job:
         """Wait until some job of the database satisfies `predicate` (re-checked as the fake sees traffic)."""
@@ -239,15 +239,6 @@ async def private_reply(inter: Any, timeout: float = 10.0) -> Any:
 # ---- helpers for crash, fault and abuse tests ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def start_subprocess(world: World) -> SubprocessBot:
     """A new `python -m bot run` on the world's database, returned once *it* (not an earlier one) identified."""
     bot = SubprocessBot(world)
@@ -327,6 +318,29 @@ def _read_postgres(url: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
 both_backends = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
 
+def uploads(world: World) -> list[str]:
+    """Route templates of the bot's successful file uploads (the video), in order."""
+    return [r.route for r in world.fake.requests if r.method == "POST" and r.files and (r.status or 500) < 300]
+
+
+def bot_messages(world: World) -> list[Any]:
+    """Every message the bot made (any channel or DM, deleted ones too)."""
+    bot_id = world.fake.bot_user.id
+    return [m for messages in world.fake.messages.values() for m in messages if m.author_id == bot_id]
+
+
+def assert_pings_only_requesters(world: World) -> None:
+    """No version of any bot message (its creation or any edit) would notify a role, @everyone/@here, or more
+    than one member, and that member asked the bot something in this test (Discord's own computation, done by
+    the local Discord from content + allowed_mentions)."""
+    askers = {inter.user_id for inter in world.fake.interactions.values()}
+    for message in bot_messages(world):
+        for version, pings in enumerate(message.pings):
+            where = f"message {message.id} version {version}: {message.content[:120]!r}"
+            assert not pings.roles and not pings.everyone, f"pings a role or everyone: {where}"
+            assert len(pings.users) <= 1 and pings.users <= askers, f"pings {set(pings.users)}: {where}"
+
+
 def video_posts(world: World, job_id: str) -> list[Any]:
     """Every message (any channel or DM, deleted ones too) carrying this job's video file."""
     name = f"sora-{job_id[:8]}.mp4"
@@ -379,6 +393,20 @@ async def assert_settled(bot: InProcessBot, world: World, job: Job, user: Any = 
         assert await ledger_kinds(bot, job.id) == ["hold", "release"]
         assert (balance.available, balance.held) == (start, 0)
     assert await bot.db.ledger.verify() == []
+
+
+async def long_job(bot: InProcessBot, inter: Any) -> Job:
+    """The job of an accepted command, once it renders (the simulator set to a long render: see `finish_render`)."""
+    await accepted(inter)
+    return await bot.wait_job(lambda j: j.state == "running")
+
+
+async def finish_render(world: World, bot: InProcessBot, count: int = 1) -> Job:
+    """Let the simulator's renders end now, and return the last of `count` finished jobs (ledger verified)."""
+    world.sim.state.clock.advance(1000)
+    finished = await bot.wait_finished(count)
+    assert await bot.db.ledger.verify() == []
+    return finished[-1]
 
 
 async def accepted(inter: Any, timeout: float = 10.0) -> Any:

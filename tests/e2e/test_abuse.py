@@ -12,10 +12,10 @@ from fake_discord import InteractionError
 
 from bot.prompts import check_prompt
 from tests.e2e.harness import InProcessBot, World, admin_as, private_reply, video_posts
+from tests.helpers import LIVE_MENTION
 
 NO_PINGS = {"parse": []}
 SQL = "'; DROP TABLE jobs; --"
-LIVE_MENTION = re.compile(r"@everyone|@here|<@[!&]?\d+>|<#\d+>|</[\w -]+:\d+>")
 TABLES = {"jobs", "ledger", "balances", "guild_settings", "blocked_members"}
 
 
@@ -49,8 +49,7 @@ async def test_fifty_generates_in_a_second_hold_at_most_the_member_limit(world: 
         await asyncio.sleep(0.02)
     responses = await asyncio.gather(*(i.wait_response(3) for i in interactions))
     assert all(r.type == 5 and r.data["flags"] & 64 for r in responses)
-    assert max(i.response_latency for i in interactions) < 3.0
-    assert not any(i.rejected_callbacks for i in interactions)
+    assert not any(i.rejected_callbacks for i in interactions)  # none later than Discord's 3 s (10062)
     answers = await asyncio.gather(*(i.wait_original(lambda m: not m.loading, timeout=20) for i in interactions))
     accepted = [a for a in answers if "held" in a.content]
     refused = [a for a in answers if "held" not in a.content]

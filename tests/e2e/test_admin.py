@@ -383,6 +383,7 @@ async def test_jobs_lists_the_running_ones(world: World, bot: InProcessBot) -> N
     assert "Jobs running in this server: 1." in status.content
 
 
+@pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: misconfigured")  # provoked
 async def test_status_reads_the_operators_balance_and_reports_a_refused_key(world: World, bot: InProcessBot) -> None:
     world.sim.state.balance = 123_456
     answer = await admin(world, "status")
@@ -428,13 +429,6 @@ async def test_delete_member_and_server(world: World, bot: InProcessBot) -> None
 
 
 # ---- permissions and isolation --------------------------------------------------------------------------------------
-
-
-async def test_members_are_not_offered_admin_commands(world: World, bot: InProcessBot) -> None:
-    for path, options in [("config show", {}), ("quota set", {"user": world.member.id, "amount": 5000})]:
-        with pytest.raises(InteractionError):
-            await admin_as(world, path, by=world.member, **options)
-    assert await bot.db.fetchall("SELECT 1 FROM ledger") == []
 
 
 async def test_server_side_check_when_admins_override_the_default_permission(world: World, bot: InProcessBot) -> None:

@@ -193,3 +193,20 @@ async def test_reroll_of_a_first_frame_that_is_no_longer_an_image_is_refused_for
 
     text = await reroll_refused(world, bot, delivered, first.id, world.admin)
     assert "no longer leads to a picture" in text and "/sora generate" in text, text
+
+
+async def test_reroll_of_an_image_job_after_its_attachment_link_expired_is_refused_for_free(
+        world: World, bot: InProcessBot) -> None:
+    """Discord's attachment links carry an expiry (`ex=`, about a day): the local Discord answers 404 after it.
+    A Re-roll the next day re-reads the first frame from the stored link, finds it expired, and refuses for
+    free in plain words (no upstream create, nothing held)."""
+    inter = await world.generate(attachments={"image": ("frame.png", png(640, 360), "image/png")})
+    await accepted(inter)
+    [first] = await bot.wait_finished(1)
+    assert first.state == "delivered" and first.image_url and "ex=" in first.image_url, first.error_message
+    [delivered] = video_posts(world, first.id)
+    world.fake.clock.advance(world.fake.world.attachment_url_lifetime + 60)  # the next day
+    [frame_id] = inter.payload["data"]["resolved"]["attachments"]
+    text = await reroll_refused(world, bot, delivered, first.id, world.other)
+    assert "first frame's link has expired" in text and "attach it again with /sora generate" in text, text
+    assert world.fake.expired_attachment_reads == [int(frame_id)]  # the bot read the link; Discord said expired

@@ -3,7 +3,6 @@ refunded once (or retried and charged once), and the requester reads a plain sen
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -67,6 +66,7 @@ REFUSED_AT_CREATE = [
 ]
 
 
+@pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: misconfigured", r"^bot\.jobs\.runner: create sent but its answer was lost", r"^bot\.jobs\.runner: create unconfirmed and no callbacks")  # the operator's attention: provoked
 @pytest.mark.parametrize(("kind", "phrase"), REFUSED_AT_CREATE)
 async def test_refused_at_create_is_refunded_with_a_plain_reason(world: World, bot: InProcessBot, kind: str,
                                                                  phrase: str) -> None:
@@ -96,6 +96,7 @@ async def test_lasting_5xx_at_create_makes_at_most_six_creates_then_refunds(worl
     print(f"RELIABILITY-FIGURES creates per job under a lasting {kind}: {creates}")
 
 
+@pytest.mark.allow_errors(r"^bot\.jobs\.runner: create sent but its answer was lost", r"^bot\.jobs\.runner: create unconfirmed and no callbacks")  # a possible orphaned task: provoked
 @pytest.mark.parametrize("kind", ["drop", "hang", "lost_answer", "malformed"])
 async def test_a_create_whose_answer_is_lost_is_never_sent_again(world: World, bot: InProcessBot, kind: str) -> None:
     """The create may have made a billed task: without callbacks to recognise it, refund; never resend it."""
@@ -150,6 +151,7 @@ async def test_rate_limit_at_create_waits_its_turn_and_is_charged_once(world: Wo
     await assert_settled(bot, world, job)
 
 
+@pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: out_of_credits")  # provoked
 async def test_out_of_credits_refunds_pauses_intake_and_resumes_after_top_up(world: World, bot: InProcessBot) -> None:
     speed_up_upstream(bot)
     await bot.db.guilds.update(world.guild.id, cooldown_seconds=0)
@@ -158,14 +160,18 @@ async def test_out_of_credits_refunds_pauses_intake_and_resumes_after_top_up(wor
     await assert_refunded(world, bot, inter, job, "out of credits")
 
     runner = bot.bot.runner  # type: ignore[union-attr]
+    def balance_checks() -> int:
+        return len(world.sim.state.requests_to("/v1/credits", "GET"))
+
     for _ in range(2):  # still too low at the periodic re-check: new jobs are refused, nothing held or sent
         refusal = await private_reply(await world.generate(user=world.other))
         assert "out of credits" in refusal.content
         assert_friendly(refusal.content)
-        await asyncio.sleep(0.7)  # longer than the scaled health interval, so a re-check ran in between
+        checks = balance_checks()  # wait for the next periodic re-check (not a fixed time) before asking again
+        await world.fake.wait_for(lambda n=checks: balance_checks() > n, recheck=0.05, timeout=10,
+                                  what="the periodic balance re-check")
     assert len(world.sim.state.requests_to(CREATES, "POST")) == 1
     assert (await bot.db.ledger.balance(world.guild.id, world.other.id)).available == 200
-    assert world.sim.state.requests_to("/v1/credits", "GET")  # re-checked periodically
 
     world.sim.state.configure({"balance": 100_000})  # the operator topped up
     await world.fake.wait_for(lambda: runner.health.accepting, recheck=0.05, timeout=10, what="intake resumed")
@@ -194,6 +200,7 @@ async def test_task_failed_mentions_prohibited_content_and_refunds(world: World,
     assert job.error_code == "upstream_error"
 
 
+@pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: misconfigured")  # provoked
 @pytest.mark.parametrize("kind", ["invalid_api_key", "ip_not_allowed", "model_not_found", "internal_error", "drop",
                                   "upstream_error", "spend_limit_exceeded", "malformed"])
 async def test_lasting_failure_at_poll_is_refunded_after_bounded_retries(world: World, bot: InProcessBot,
@@ -206,6 +213,7 @@ async def test_lasting_failure_at_poll_is_refunded_after_bounded_retries(world: 
     await assert_refunded(world, bot, inter, job, phrase)
 
 
+@pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: misconfigured")  # provoked
 @pytest.mark.parametrize("kind", ["invalid_api_key", "ip_not_allowed", "model_not_found", "internal_error",
                                   "rate_limit_exceeded", "malformed", "unknown_status", "hang", "drop",
                                   "upstream_error", "spend_limit_exceeded", "invalid_request", "bad_gateway"])

@@ -83,6 +83,7 @@ async def test_help(world: World, bot: InProcessBot) -> None:
         assert fact in text, fact
 
 
+@pytest.mark.allow_errors(r"^bot\.discord_app\.tree: command failed$")  # the provoked bug, logged on purpose
 async def test_an_unexpected_error_is_answered_kindly_and_logged(world: World, bot: InProcessBot,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     await bot.db.close()  # every query now raises

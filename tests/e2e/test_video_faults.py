@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fake_discord import InteractionError
 
 from tests.e2e.harness import InProcessBot, World, admin_as, assert_friendly, assert_settled, final_status
 
@@ -20,6 +19,7 @@ async def test_bad_video_link_is_refunded(world: World, bot: InProcessBot, kind:
     assert not [m for m in world.fake.channel_messages(world.channel.id) if m.attachments]
 
 
+@pytest.mark.allow_errors(r"^bot\.jobs\.runner: job crashed; refunding")  # the disk fails: provoked
 async def test_disk_failure_while_downloading_is_refunded(world: World, bot: InProcessBot) -> None:
     assert bot.bot is not None and bot.bot.runner is not None
     video_dir = bot.bot.runner.settings.video_dir
@@ -34,14 +34,6 @@ async def test_disk_failure_while_downloading_is_refunded(world: World, bot: InP
     assert job.state == "failed"
     await assert_settled(bot, world, job)
     assert_friendly(job.error_message)
-
-
-@pytest.mark.parametrize("amount", [1.5, "ten", 10**12])
-async def test_admin_amounts_that_are_not_whole_or_too_large_are_refused(world: World, bot: InProcessBot,
-                                                                       amount: object) -> None:
-    with pytest.raises(InteractionError):  # Discord's client refuses what the option's type and range forbid
-        await admin_as(world, "quota add", user=world.member, amount=amount)
-    assert (await bot.db.ledger.entries(world.guild.id, world.member.id)) == []
 
 
 async def test_admin_zero_and_negative_amounts(world: World, bot: InProcessBot) -> None:

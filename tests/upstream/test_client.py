@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 import pytest
 
@@ -21,6 +19,7 @@ from bot.upstream import (
     VideoAPIClient,
     VideoAPIError,
 )
+from tests.helpers import free_port
 from tests.simulator_fixtures import KEY, FixedRng, RecordingSleep, finish
 from tests.upstream.test_errors import TABLE
 
@@ -53,7 +52,7 @@ async def test_image_to_video_with_callback(client: VideoAPIClient, sim_state: S
     }
 
 
-async def test_task_lifecycle(client: VideoAPIClient, sim_state: SimulatorState) -> None:
+async def test_task_lifecycle(client: VideoAPIClient, sim_state: SimulatorState, simulator: Simulator) -> None:
     task_id = await create(client)
     assert (await client.get_task(task_id)).status == "pending"
     sim_state.clock.advance(16)
@@ -62,7 +61,7 @@ async def test_task_lifecycle(client: VideoAPIClient, sim_state: SimulatorState)
     await finish(sim_state, client, task_id)
     done = await client.get_task(task_id)
     assert done.is_terminal and done.status == "completed"
-    assert done.video_urls[0].startswith(client._base + "/files/")
+    assert done.video_urls[0].startswith(simulator.base_url + "/files/")
     assert done.completed_at is not None and done.created_at is not None
 
 
@@ -211,12 +210,6 @@ async def test_dropped_and_hung_polls_are_retried(session: aiohttp.ClientSession
     # aiohttp itself re-sends an idempotent GET once when a kept-alive connection is dropped
     assert len(sim_state.requests_to("/v1/tasks/")) == 3
     assert sleep.delays == [1.0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_connection_refused_is_retried_at_create(session: aiohttp.ClientSession, policy: RetryPolicy) -> None:

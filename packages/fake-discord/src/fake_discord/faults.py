@@ -45,7 +45,8 @@ class FailRule:
 
 @dataclass
 class HoldRule:
-    """The next ``times`` message creates matching ``pattern`` (and carrying files, if ``with_files``) are
+    """The next ``times`` message creates (channel posts or interaction followups) matching ``pattern`` (and
+    carrying files, if ``with_files``) are
     stored as usual, but their answer is withheld until :meth:`release` or ``timeout`` seconds pass.
 
     This is "Discord made the message, the answer never reached the bot": kill the bot while ``held`` is

@@ -172,6 +172,13 @@ def register(app: web.Application, fake: FakeDiscord) -> None:
             )
             inter.followup_ids.append(message.id)
         fake.notify()
+        for rule in world.held_creates:  # "Discord made the message, the answer never reached the bot"
+            if rule.matches(record.path, bool(record.files)):
+                rule.times -= 1
+                rule.held.append(message.id)
+                fake.notify()
+                await rule.wait()
+                break
         if record.query.get("wait", "").lower() in ("1", "true"):
             return 200, world.message_payload(message)
         return 204, None
