@@ -123,6 +123,10 @@ class Database:
         async with self._read_lock, self._reader.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
+    async def ping(self) -> None:
+        """One trivial query: raises when the database does not answer (health checks)."""
+        await self.fetchone("SELECT 1")
+
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         """Run one query on the reader and return all its rows."""
         async with self._read_lock, self._reader.execute(sql, params) as cursor:
