@@ -10,6 +10,9 @@ _.interaction_check  # CommandTree / Cog / View hook
 _.on_error  # CommandTree / Modal hook
 _.on_submit  # Modal hook
 _.from_custom_id  # DynamicItem hook: rebuilds the Re-roll button from its custom_id after a restart
+_.on_connect  # Client events: the gateway table /healthz reads
+_.on_resumed
+_.on_disconnect
 _.cog_load  # Cog hooks
 _.cog_unload
 _.help  # /sora help, registered by @app_commands.command

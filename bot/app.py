@@ -14,6 +14,7 @@ import discord
 
 from bot.config import Settings
 from bot.discord_app.client import SoraBot, point_discord_py_at
+from bot.ops.metrics import Metrics
 from bot.services import Services
 from bot.upstream.client import VideoAPIClient
 from bot.upstream.retry import RetryPolicy
@@ -34,13 +35,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         db = await Database.open(settings.database)
         stack.push_async_callback(db.close)
         scale = settings.time_scale
+        metrics = Metrics()
         api = VideoAPIClient(
             session,
             base_url=settings.sora_api_base,
             api_key=settings.sora_api_key.get_secret_value(),
             retry=RetryPolicy(base_delay=0.5 * scale, max_delay=8.0 * scale),
+            observer=metrics.upstream_call,
         )
-        yield Services(settings=settings, db=db, api=api, session=session)
+        yield Services(settings=settings, db=db, api=api, session=session, metrics=metrics)
 
 
 async def run_bot(settings: Settings) -> int:

@@ -29,16 +29,20 @@ async def _callback(request: web.Request) -> web.Response:
     try:
         raw = await request.read()  # bounded by client_max_size; the body is a hint, never the result
     except web.HTTPRequestEntityTooLarge:
+        runner.metrics.callback("too_large")
         return web.json_response({"error": "body too large"}, status=413)
     job = await db.jobs.get_by_callback_token(token)
     if job is None:
+        runner.metrics.callback("unknown")
         return web.json_response({"error": "not found"}, status=404)
     named = request.headers.get("X-Task-Id") or _task_id_in(raw)
     if named and job.task_id and named != job.task_id:
         log.warning("callback names another task; ignored", extra={"job": job.id})
+        runner.metrics.callback("refused")
         return web.json_response({"error": "not found"}, status=404)
     # A job whose create answer was lost learns its task id here (confirmed with the upstream before use).
     woke = runner.poke(job.id, named if job.task_id is None else None)
+    runner.metrics.callback("woke" if woke else "idle")
     log.info("callback received", extra={"job": job.id, "event": request.headers.get("X-Event", "?"), "woke": woke})
     return web.json_response({"ok": True})
 

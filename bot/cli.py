@@ -25,6 +25,11 @@ def _settings(require_discord: bool = True) -> Settings:
         url = settings.database_url.get_secret_value()
         secrets += [url, urlsplit(url).password or url]
     configure_logging(settings.log_level, settings.log_format, secrets)
+    if settings.sentry_dsn is not None:
+        from bot.ops.metrics import process_name
+        from bot.ops.sentry import init_sentry
+
+        init_sentry(settings.sentry_dsn.get_secret_value(), secrets=secrets, process=process_name())
     return settings
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot.config import Settings
+from bot.ops.metrics import Metrics
 from bot.upstream.client import VideoAPIClient
 from storage.db import Database
 
@@ -19,3 +20,4 @@ class Services:
     db: Database
     api: VideoAPIClient
     session: aiohttp.ClientSession
+    metrics: Metrics

@@ -114,6 +114,10 @@ class Database:
         """Run one query outside any transaction and return its first row."""
         return await self._backend.fetchone(sql, params)
 
+    async def ping(self) -> None:
+        """One trivial query: raises when the database does not answer (health checks)."""
+        await self.fetchone("SELECT 1")
+
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """Run one query outside any transaction and return all its rows."""
         return await self._backend.fetchall(sql, params)

@@ -281,6 +281,11 @@ class Jobs:
         rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL}) ORDER BY seq")
         return [job_from_row(r) for r in rows]
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state, everywhere (the metrics' gauges)."""
+        rows = await self._db.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {str(row["state"]): int(row["n"]) for row in rows}
+
     async def running_count(self, guild_id: int | None = None) -> int:
         """Jobs holding a slot (submitting, running, or delivering), in one server or everywhere."""
         sql = f"SELECT COUNT(*) AS n FROM jobs WHERE state IN ({_IN_SLOT_SQL})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -12,11 +13,15 @@ from discord.ext import commands
 
 from bot.callbacks import CallbackServer
 from bot.config import Settings
+from bot.discord_app import ops
 from bot.discord_app.command_sync import sync_if_changed
 from bot.discord_app.notifier import DiscordNotifier
+from bot.discord_app.ops import GatewayState
 from bot.discord_app.tree import SoraTree
 from bot.jobs.runner import JobRunner
 from bot.jobs.settings import RunnerSettings
+from bot.ops.lag import watch_loop_lag
+from bot.ops.server import OpsServer
 from bot.services import Services
 from bot.upstream.retry import PollSchedule
 
@@ -51,6 +56,10 @@ class SoraBot(commands.Bot):
         self.notifier: DiscordNotifier | None = None
         self.clock = clock  # what the notifier judges interaction tokens' age by (Discord's clock in tests)
         self._callbacks: CallbackServer | None = None
+        self._ops: OpsServer | None = None
+        self._lag: asyncio.Task[None] | None = None
+        self.gateway_state = GatewayState()
+        self.has_gateway = True
 
     @property
     def tree(self) -> SoraTree:
@@ -80,6 +89,7 @@ class SoraBot(commands.Bot):
                 queue_refresh=10.0 * s.time_scale,
             ),
             schedule=PollSchedule().scaled(s.time_scale),
+            metrics=self.services.metrics,
         )
         for name in COGS:
             await self.load_extension(name)
@@ -88,6 +98,7 @@ class SoraBot(commands.Bot):
         if s.callback_public_url:
             self._callbacks = CallbackServer(self.db, self.runner, s.callback_host, s.callback_port)
             await self._callbacks.start()
+        await self._start_ops()
         if self.sync_on_start:
             await self.sync_commands(s.dev_guild_id, only_if_changed=True)
         resumed = await self.runner.start()
@@ -103,11 +114,38 @@ class SoraBot(commands.Bot):
         await self.tree.sync(guild=guild)
         return True
 
+    async def _start_ops(self) -> None:
+        """Serve /metrics and /healthz when METRICS_PORT is set, and watch the event loop's lag."""
+        s = self.settings
+        self._lag = asyncio.create_task(watch_loop_lag(self.services.metrics), name="loop-lag")
+        if s.metrics_port is None:
+            return
+        self._ops = OpsServer(self.services.metrics, lambda: ops.probe(self), lambda: ops.refresh(self),
+                              s.metrics_host, s.metrics_port)
+        await self._ops.start()
+
+    def shard_latencies(self) -> list[tuple[int, float]]:
+        return [(0, self.latency)]
+
+    # discord.py's connection events keep the gateway table of /healthz up to date
+    async def on_connect(self) -> None:
+        self.gateway_state.up(None)
+
+    async def on_resumed(self) -> None:
+        self.gateway_state.up(None)
+
+    async def on_disconnect(self) -> None:
+        self.gateway_state.down(None)
+
     async def close(self) -> None:
         if self.runner is not None:
             await self.runner.stop()
         if self._callbacks is not None:
             await self._callbacks.stop()
+        if self._lag is not None:
+            self._lag.cancel()
+        if self._ops is not None:
+            await self._ops.stop()
         await super().close()
 
 

@@ -118,3 +118,14 @@ class VideoDelivery:
                     extra={"job": job.id, "attempt": delays, "wait": round(delay, 2)})
         await self.status(job, "Discord is having trouble; I'll keep trying to post your video.")
         await self.sleep(delay)
+
+
+def clear_video_dir(video_dir: Path) -> int:
+    """Delete partial downloads and re-encodes a killed process left behind (resumed jobs fetch again)."""
+    removed = 0
+    for path in video_dir.iterdir():
+        if path.is_file() and (path.name.endswith(".part") or path.suffix == ".mp4"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed

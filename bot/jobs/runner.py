@@ -17,12 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.jobs.delivery import VideoDelivery
+from bot.jobs.delivery import VideoDelivery, clear_video_dir
 from bot.jobs.health import HealthMonitor
 from bot.jobs.notifier import Delivery, Notifier, StatusUpdate
 from bot.jobs.settings import LINK_LIFETIME, MAX_CREATES, JobFailed, RunnerSettings
 from bot.jobs.slots import SlotPool
 from bot.jobs.throttle import StatusThrottle
+from bot.ops.metrics import Metrics
 from bot.upstream.client import VideoAPIClient
 from bot.upstream.errors import (
     TRY_LATER,
@@ -56,8 +57,10 @@ class JobRunner:
         schedule: PollSchedule | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         settings = settings or RunnerSettings()
+        self.metrics = metrics or Metrics()
         self.db, self.api, self.notifier, self.settings = db, api, notifier, settings
         self.schedule = schedule or PollSchedule()
         self.clock, self.sleep = clock, sleep
@@ -78,7 +81,7 @@ class JobRunner:
 
     async def start(self) -> int:
         """Resume every unfinished job (oldest first); start the health re-check and the token sweep."""
-        removed = self._clear_video_dir()
+        removed = clear_video_dir(self.settings.video_dir)
         if removed:
             log.info("removed files left by an earlier run", extra={"count": removed})
         jobs = await self.db.jobs.unfinished()
@@ -117,6 +120,11 @@ class JobRunner:
         event.set()
         return True
 
+    @property
+    def driven(self) -> int:
+        """How many jobs this process is driving now (health and metrics)."""
+        return len(self._tasks)
+
     async def abort(self, job_id: str) -> None:
         """Stop driving a job now (its data is being erased); the caller settles it. No-op if not driven."""
         task = self._tasks.get(job_id)
@@ -139,16 +147,6 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-
-    def _clear_video_dir(self) -> int:
-        """Delete partial downloads and re-encodes a killed process left behind; resumed jobs fetch again."""
-        removed = 0
-        for path in self.settings.video_dir.iterdir():
-            if path.is_file() and (path.name.endswith(".part") or path.suffix == ".mp4"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    removed += 1
-        return removed
 
     # ---- one job ---------------------------------------------------------------------------------
 
@@ -332,6 +330,10 @@ class JobRunner:
             log.info("delivered and charged", extra={"job": job.id, "how": delivery.how, "credits": job.cost})
             job = await self.db.jobs.get(job.id) or job
             entries = await self.db.ledger.for_job(job.id)
+            self.metrics.job_finished("delivered")
+            self.metrics.delivered(delivery.how)
+            if "charge" in entries:
+                self.metrics.credits_moved("charged", job.cost)
             note = (f"Done. {job.cost} credits charged." if "charge" in entries
                     else "Done. No credits were charged (an admin gave them back).")
             await self._status(job, "delivered", final=True, note=note)
@@ -339,6 +341,8 @@ class JobRunner:
     async def _fail(self, job: Job, code: str, message: str) -> None:
         before = await self.db.jobs.get(job.id) or job  # settling forgets the interaction token; the notice needs it
         if await self.db.jobs.finish_failed(job.id, code, message):
+            self.metrics.job_finished("failed", code)
+            self.metrics.credits_moved("released", job.cost)
             note = f"{message} Your {job.cost} credits were refunded."
             job = await self.db.jobs.get(job.id) or job
             await self._status(job, "failed", final=True, note=note)

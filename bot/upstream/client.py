@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,16 @@ class Timeouts:
     download_read: float = 60.0  # the longest silence tolerated inside a download
 
 
+Observer = Callable[[str, float, str | None], None]  # (endpoint, seconds, error code or None)
+
+
+def _endpoint(path: str) -> str:
+    """A bounded name for a request path (metrics must not carry task ids)."""
+    if path.startswith("/v1/tasks/"):
+        return "task"
+    return {"/v1/videos/generations": "create", "/v1/credits": "credits"}.get(path, "other")
+
+
 def _outcome_unknown(exc: VideoAPIError) -> bool:
     """A create failure after which a task may still exist: no answer after sending, or a 2xx we can't read."""
     return isinstance(exc, BadResponse) or (isinstance(exc, NetworkError) and exc.sent)
@@ -66,6 +78,7 @@ class VideoAPIClient:
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         timeouts: Timeouts | None = None,
+        observer: Observer | None = None,
     ) -> None:
         if any(name.lower() == "authorization" for name in session.headers):
             raise ValueError("the shared session must not carry an Authorization header (downloads would leak it)")
@@ -75,6 +88,7 @@ class VideoAPIClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.timeouts = timeouts or Timeouts()
+        self._observe = observer
 
     def __repr__(self) -> str:
         return f"VideoAPIClient(base_url={self._base!r})"
@@ -142,6 +156,20 @@ class VideoAPIClient:
                 await self._sleep(delay)
 
     async def _request(self, method: str, path: str, timeout: float, body: object) -> object:
+        started = time.perf_counter()
+        try:
+            data = await self._send(method, path, timeout, body)
+        except VideoAPIError as exc:
+            self._observed(_endpoint(path), started, exc.code)
+            raise
+        self._observed(_endpoint(path), started, None)
+        return data
+
+    def _observed(self, endpoint: str, started: float, error_code: str | None) -> None:
+        if self._observe is not None:
+            self._observe(endpoint, time.perf_counter() - started, error_code)
+
+    async def _send(self, method: str, path: str, timeout: float, body: object) -> object:
         client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, self.timeouts.connect))
         try:
             async with self._session.request(
@@ -179,10 +207,19 @@ class VideoAPIClient:
             DownloadError: with `reason` in expired, too_large, timeout, bad_content_type, network,
                 bad_url, disk.
         """
+        started = time.perf_counter()
+        try:
+            size = await self._download(url, Path(dest), max_bytes=max_bytes, timeout=timeout)
+        except DownloadError as exc:
+            self._observed("download", started, exc.code)
+            raise
+        self._observed("download", started, None)
+        return size
+
+    async def _download(self, url: str, dest: Path, *, max_bytes: int, timeout: float) -> int:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DownloadError("bad_url", "only http(s) URLs can be downloaded")
-        dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
         client_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(timeout, self.timeouts.connect), sock_read=min(timeout, self.timeouts.download_read)

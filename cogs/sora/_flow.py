@@ -136,6 +136,7 @@ class GenerationFlow:
             request = dataclasses.replace(request, image_url=await self._check_image(image))
         job = await bot.db.jobs.create_with_hold(request)  # the same checks again, atomically with the hold
         log.info("job accepted", extra={"job": job.id, "guild": job.guild_id, "credits": job.cost})
+        bot.runner.metrics.credits_moved("held", job.cost)
         bot.runner.launch(job)
         balance = await bot.db.ledger.balance(job.guild_id, job.user_id)
         return (f"Got it! {job.cost} credits are held for your {duration} s video and charged only when it's "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -16,13 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.ops.metrics import Metrics
 from bot.ops.sentry import init_sentry
 from bot.ops.server import Health, OpsServer
+from tests.helpers import free_port
 from tests.ops.sentry_standin import sentry_standin
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

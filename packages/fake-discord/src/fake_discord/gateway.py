@@ -61,6 +61,7 @@ class Gateway:
         self.connections: set[web.WebSocketResponse] = set()
         self._dropped: set[web.WebSocketResponse] = set()  # closed by the fake: the session stays resumable
         self.log: list[GatewayEvent] = []
+        self.refusing = False  # while True, new connections are refused (Discord's gateway is down)
 
     # ------------------------------------------------------------------ dispatch side
     def _live(self) -> list[Session]:
@@ -124,7 +125,9 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await ws.close(code=code, message=b"fake discord: dropped")
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing:
+            return web.Response(status=503, text="fake discord: gateway unavailable")
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
         self.connections.add(ws)

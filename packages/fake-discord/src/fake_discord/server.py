@@ -261,9 +261,17 @@ class FakeDiscord:
         self.fail_rules.append(rule)
         return rule
 
-    async def drop_gateway(self, code: int = 4000) -> None:
-        """Close the gateway connection(s) abnormally; discord.py reconnects and RESUMEs."""
+    async def drop_gateway(self, code: int = 4000, *, stay_down: bool = False) -> None:
+        """Close the gateway connection(s) abnormally; discord.py reconnects and RESUMEs.
+
+        With `stay_down`, reconnections are refused (503) until `restore_gateway()`: an outage, not a blip.
+        """
+        self.gateway.refusing = stay_down
         await self.gateway.close_all(code=code)
+
+    def restore_gateway(self) -> None:
+        """End an outage begun with `drop_gateway(stay_down=True)`: the client's next attempt connects."""
+        self.gateway.refusing = False
 
     # ------------------------------------------------------------------ user actions (see control.py)
     async def slash(
