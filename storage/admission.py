@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from storage.conn import Conn
-from storage.db import fetchone
+from storage.conn import Conn, fetchone
 from storage.errors import (
     Blocked,
     ChannelNotAllowed,
@@ -16,10 +15,8 @@ from storage.errors import (
 )
 from storage.guilds import GuildSettings, blocked_reason_in
 from storage.ledger import balance_in, next_refill
-from storage.models import UNFINISHED, NewJob
+from storage.models import UNFINISHED_SQL, NewJob
 from storage.periods import day_start, next_period_start, period_key
-
-_UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
 
 
 async def check_admission(conn: Conn, now: float, settings: GuildSettings, request: NewJob, *,
@@ -44,7 +41,7 @@ async def check_admission(conn: Conn, now: float, settings: GuildSettings, reque
         raise ChannelNotAllowed(allowed)
     row = await fetchone(
         conn,
-        f"SELECT COUNT(*) AS n FROM jobs WHERE guild_id = ? AND user_id = ? AND state IN ({_UNFINISHED_SQL})",
+        f"SELECT COUNT(*) AS n FROM jobs WHERE guild_id = ? AND user_id = ? AND state IN ({UNFINISHED_SQL})",
         (guild_id, user_id),
     )
     if row is not None and row["n"] >= settings.max_jobs_per_member:

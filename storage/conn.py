@@ -103,6 +103,16 @@ def translate_placeholders(sql: str) -> str:
     return "".join(out)
 
 
+async def fetchone(conn: Conn, sql: str, params: Params = ()) -> Row | None:
+    """Run one query on `conn` (inside a transaction the caller holds) and return its first row."""
+    return await conn.fetchone(sql, params)
+
+
+async def fetchall(conn: Conn, sql: str, params: Params = ()) -> list[Row]:
+    """Run one query on `conn` (inside a transaction the caller holds) and return all its rows."""
+    return await conn.fetchall(sql, params)
+
+
 async def to_the_end(aw: Awaitable[T]) -> T:
     """Await `aw` to completion even if this task is cancelled meanwhile, then pass the cancellation on.
 

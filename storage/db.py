@@ -17,12 +17,16 @@ from pathlib import Path
 
 from storage import postgres
 from storage.conn import Conn, Params, Row
+from storage.guilds import Guilds
+from storage.jobs import Jobs
+from storage.ledger import Ledger
 from storage.postgres import PostgresBackend
+from storage.reports import Reports
 from storage.sqlite import SQLiteBackend
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Database", "fetchall", "fetchone"]
+__all__ = ["Database"]
 
 
 class Database:
@@ -33,11 +37,6 @@ class Database:
     """
 
     def __init__(self, backend: SQLiteBackend | PostgresBackend, clock: Callable[[], float]) -> None:
-        from storage.guilds import Guilds
-        from storage.jobs import Jobs
-        from storage.ledger import Ledger
-        from storage.reports import Reports
-
         self._backend = backend
         self.backend = backend.name
         self.path: Path | None = backend.path
@@ -122,12 +121,3 @@ class Database:
         """Run one query outside any transaction and return all its rows."""
         return await self._backend.fetchall(sql, params)
 
-
-async def fetchone(conn: Conn, sql: str, params: Params = ()) -> Row | None:
-    """Run one query on `conn` (inside a transaction the caller holds) and return its first row."""
-    return await conn.fetchone(sql, params)
-
-
-async def fetchall(conn: Conn, sql: str, params: Params = ()) -> list[Row]:
-    """Run one query on `conn` (inside a transaction the caller holds) and return all its rows."""
-    return await conn.fetchall(sql, params)

@@ -8,8 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storage.conn import GUILD, SETTINGS, Conn, Row
-from storage.db import fetchone
+from storage.conn import GUILD, SETTINGS, Conn, Row, fetchone
 from storage.periods import PERIODS
 
 if TYPE_CHECKING:

@@ -8,16 +8,15 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from storage.admission import check_admission
-from storage.conn import ADMISSION, GUILD, Conn
-from storage.db import fetchall, fetchone
-from storage.errors import IllegalTransition, JobNotFound
+from storage.conn import ADMISSION, GUILD, Conn, fetchall, fetchone
+from storage.errors import IllegalTransition, JobEnded, JobNotFound
 from storage.guilds import settings_in
 from storage.ledger import add_entry, settle_in, touch_member
 from storage.models import (
-    IN_SLOT,
+    IN_SLOT_SQL,
     JOB_COLUMNS,
     TRANSITIONS,
-    UNFINISHED,
+    UNFINISHED_SQL,
     Job,
     JobState,
     NewJob,
@@ -32,14 +31,13 @@ __all__ = ["Job", "Jobs", "NewJob"]
 
 log = logging.getLogger(__name__)
 
-_UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
-_IN_SLOT_SQL = ", ".join(f"'{s}'" for s in IN_SLOT)
 # What settling a job forgets: the interaction token is a secret that lets anyone post as the bot in that
 # interaction, and once the job is settled nothing of ours uses it again (callers keep the object they had).
 _FORGET_INTERACTION: dict[str, Any] = {
     "interaction_token": None, "interaction_token_expires_at": None, "interaction_application_id": None,
 }
 ERASED = "erased"  # error_code of a job ended because an admin erased its member's or server's data
+CANCELLED = "cancelled"  # error_code of a queued job its requester (or an admin) cancelled
 # Columns set_state() may change; everything else (ids, money, request) is fixed at creation.
 _MUTABLE = frozenset(JOB_COLUMNS) - {"id", "seq", "guild_id", "user_id", "cost", "state", "callback_token",
                                       "created_at", "updated_at", "prompt", "duration", "aspect_ratio"}
@@ -64,7 +62,7 @@ async def end_unfinished_in(conn: Conn, now: float, guild_id: int, user_id: int 
     member = "" if user_id is None else " AND user_id = ?"
     params: tuple[int, ...] = (guild_id,) if user_id is None else (guild_id, user_id)
     rows = await fetchall(
-        conn, f"SELECT id FROM jobs WHERE guild_id = ?{member} AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", params
+        conn, f"SELECT id FROM jobs WHERE guild_id = ?{member} AND state IN ({UNFINISHED_SQL}) ORDER BY seq", params
     )
     ended = [str(row["id"]) for row in rows]
     for job_id in ended:
@@ -178,10 +176,13 @@ class Jobs:
         `create_inflight` knows a billed task may exist.
 
         Raises:
-            IllegalTransition: the job is past submitting (or finished).
+            JobEnded: the job was cancelled while it waited (see cancel_queued): no create may go out.
+            IllegalTransition: the job is past submitting.
         """
         async with self._db.write() as conn:
             job = await _job_in(conn, job_id, lock=True)
+            if job.state == "failed":  # cancelled while it waited (cancel_queued): too late for a create now
+                raise JobEnded(job_id, job.state, "submitting")
             if job.state not in ("queued", "submitting"):
                 raise IllegalTransition(job_id, job.state, "submitting")
             await self._update(conn, job_id, state="submitting", attempts=job.attempts + 1, create_inflight=1,
@@ -243,6 +244,28 @@ class Jobs:
         log.info("job %s %s; hold settled by a %s", job_id, state, settlement)
         return True
 
+    async def cancel_queued(self, job_id: str, actor_id: int) -> bool:
+        """End a job that is still queued (never sent upstream): failed, hold released, in one transaction.
+
+        Conditional on the state read inside the transaction, and mark_submitting() refuses a job that is no
+        longer queued, so a Cancel racing the submission either ends the job before its create or finds it
+        submitting and changes nothing: never both. False when the job was no longer queued.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        async with self._db.write() as conn:
+            job = await _job_in(conn, job_id, lock=True)  # the runner's mark_submitting waits on this row
+            if job.state != "queued":
+                return False
+            now = self._db.now()
+            who = "its requester" if actor_id == job.user_id else "an admin"
+            await settle_in(conn, now, job_id, "release", reason=f"cancelled by {who}", actor_id=actor_id)
+            await self._update(conn, job_id, state="failed", finished_at=now, error_code=CANCELLED,
+                               error_message=f"Cancelled by {who} before it started.", **_FORGET_INTERACTION)
+        log.info("job %s cancelled while queued; hold released", job_id)
+        return True
+
     async def set_status_message(self, job_id: str, channel_id: int, message_id: int) -> None:
         """Remember the bot's own public status message, so edits survive a restart."""
         async with self._db.write() as conn:
@@ -272,13 +295,13 @@ class Jobs:
         member = "" if user_id is None else " AND user_id = ?"
         params: tuple[int, ...] = (guild_id,) if user_id is None else (guild_id, user_id)
         rows = await self._db.fetchall(
-            f"SELECT * FROM jobs WHERE guild_id = ?{member} AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", params
+            f"SELECT * FROM jobs WHERE guild_id = ?{member} AND state IN ({UNFINISHED_SQL}) ORDER BY seq", params
         )
         return [job_from_row(r) for r in rows]
 
     async def unfinished(self) -> list[Job]:
         """Every job a restarted bot must resume, oldest first."""
-        rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL}) ORDER BY seq")
+        rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE state IN ({UNFINISHED_SQL}) ORDER BY seq")
         return [job_from_row(r) for r in rows]
 
     async def count_by_state(self) -> dict[str, int]:
@@ -288,7 +311,7 @@ class Jobs:
 
     async def running_count(self, guild_id: int | None = None) -> int:
         """Jobs holding a slot (submitting, running, or delivering), in one server or everywhere."""
-        sql = f"SELECT COUNT(*) AS n FROM jobs WHERE state IN ({_IN_SLOT_SQL})"
+        sql = f"SELECT COUNT(*) AS n FROM jobs WHERE state IN ({IN_SLOT_SQL})"
         row = await (self._db.fetchone(sql) if guild_id is None
                      else self._db.fetchone(sql + " AND guild_id = ?", (guild_id,)))
         return int(row["n"]) if row is not None else 0
@@ -315,7 +338,7 @@ class Jobs:
     async def active_for_guild(self, guild_id: int) -> list[Job]:
         """The server's unfinished jobs, oldest first."""
         rows = await self._db.fetchall(
-            f"SELECT * FROM jobs WHERE guild_id = ? AND state IN ({_UNFINISHED_SQL}) ORDER BY seq", (guild_id,)
+            f"SELECT * FROM jobs WHERE guild_id = ? AND state IN ({UNFINISHED_SQL}) ORDER BY seq", (guild_id,)
         )
         return [job_from_row(r) for r in rows]
 

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from storage.conn import GUILD, Conn, Row
-from storage.db import fetchall, fetchone
+from storage.conn import GUILD, Conn, Row, fetchall, fetchone
 from storage.errors import AmountOutOfRange
 from storage.guilds import GuildSettings, settings_in
 from storage.models import LedgerKind, Settlement

@@ -17,6 +17,9 @@ Settlement = Literal["charge", "release"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "submitting", "running", "completed")
 IN_SLOT: tuple[JobState, ...] = ("submitting", "running", "completed")  # holding a "running at once" slot
 FINISHED: tuple[JobState, ...] = ("delivered", "failed")
+# The same sets as SQL lists, for `state IN (...)`: written once, here (the values are constants, not input).
+UNFINISHED_SQL = ", ".join(f"'{s}'" for s in UNFINISHED)
+IN_SLOT_SQL = ", ".join(f"'{s}'" for s in IN_SLOT)
 
 # Moves set_state() allows; delivered/failed only through finish_delivered()/finish_failed(), which settle.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from storage.conn import GUILD
-from storage.db import fetchall
+from storage.conn import GUILD, fetchall
 from storage.jobs import end_unfinished_in
 from storage.ledger import Balance, LedgerEntry
 from storage.models import Job

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from storage.conn import Conn
-from storage.db import fetchall
+from storage.conn import Conn, fetchall
 
 # Each check is a sentence with %-placeholders and a query returning its values, one row per problem. The
 # sentence is filled in Python: printf() is SQLite's, and PostgreSQL's format() knows no %d. `{whole:…}`
