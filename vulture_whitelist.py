@@ -13,6 +13,7 @@ _.from_custom_id  # DynamicItem hook: rebuilds the Re-roll button from its custo
 _.on_connect  # Client events: the gateway table /healthz reads
 _.on_resumed
 _.on_disconnect
+_.on_interaction  # Cog listener: the submits of our forms, which discord.py keeps no copy of
 _.cog_load  # Cog hooks
 _.cog_unload
 _.help  # /sora help, registered by @app_commands.command

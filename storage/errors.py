@@ -69,6 +69,10 @@ class IllegalTransition(StorageError, ValueError):
         self.wanted = wanted
 
 
+class JobEnded(IllegalTransition):
+    """The job ended while it waited for its create (Jobs.cancel_queued): no create may go out for it."""
+
+
 class AmountOutOfRange(StorageError, UserFacingError, ValueError):
     """An amount of credits is not a whole number within the stated bounds; nothing was written.
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.discord_app.items import SORA_COG, RerollButton, RerollHandler, reroll_id
+from bot.discord_app.items import SORA_COG, JobButton, JobButtonHandler, OfferButton, reroll_id
 from tests.e2e.harness import accepted, make_world, private_reply, running_bot, video_posts
 
 
 def registered(bot: object) -> bool:
-    """Whether discord.py would route a Re-roll press to RerollButton (its dynamic-item registry)."""
+    """Whether discord.py would route job buttons and confirmations to our items (its dynamic-item registry)."""
     store = bot._connection._view_store  # type: ignore[attr-defined]
-    return RerollButton in store._dynamic_items.values()
+    items = set(store._dynamic_items.values())
+    return JobButton in items and OfferButton in items
 
 
 async def test_re_roll_lives_with_its_cog_through_a_reload_and_leaves_with_it(tmp_path: Path) -> None:
     async with make_world(tmp_path) as world, running_bot(world) as bot:
         assert bot.bot is not None
         client = bot.bot
-        assert isinstance(client.get_cog(SORA_COG), RerollHandler) and registered(client)
+        assert isinstance(client.get_cog(SORA_COG), JobButtonHandler) and registered(client)
         await accepted(await world.generate(prompt="a paper boat in the rain"))
         [job] = await bot.wait_finished(1)
         [post] = video_posts(world, job.id)

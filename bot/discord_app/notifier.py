@@ -24,7 +24,7 @@ import aiohttp
 import discord
 
 from bot.discord_app import render
-from bot.discord_app.items import RerollButton, reroll_id
+from bot.discord_app.items import job_buttons, reroll_id
 from bot.jobs.notifier import Delivery, DeliveryDelayed, DeliveryHow, StatusUpdate, TooLarge, Undeliverable
 from storage.models import Job
 
@@ -188,18 +188,23 @@ class DiscordNotifier:
     # ---- status --------------------------------------------------------------------------------
 
     async def show_status(self, job: Job, update: StatusUpdate) -> None:
+        """Create or edit the status message; a job waiting in the queue carries a Cancel button, and every
+        other state's edit sends no components, so the button goes as soon as the job is submitted."""
         text = render.status_text(user_id=job.user_id, prompt=job.prompt, duration=job.duration,
                                    aspect_ratio=job.aspect_ratio, credits=job.cost, update=update)
         fresh = await self.bot.db.jobs.get(job.id) or job
+        if fresh.is_finished and not update.final:  # ended meanwhile (cancelled): its status says so already
+            return
+        view = job_buttons(job.id, "cancel") if update.state == "queued" and not update.final else None
         if fresh.status_message_id is None:
-            await self._create_status(fresh, text)
+            await self._create_status(fresh, text, view)
             return
         channel_id = fresh.status_channel_id or fresh.channel_id
         if self.refused(job.id, "edit") or not self._may_use(fresh, channel_id):
             return
         channel = self.bot.get_partial_messageable(channel_id, guild_id=fresh.guild_id)
         try:
-            await channel.get_partial_message(fresh.status_message_id).edit(content=text)
+            await channel.get_partial_message(fresh.status_message_id).edit(content=text, view=view)
         except DISCORD_TROUBLE as exc:
             if _code(exc) in STOP_EDITING:
                 self.refused.add(job.id, "edit")
@@ -208,12 +213,12 @@ class DiscordNotifier:
                 return
             self._note_failure(fresh, f"channel:{channel_id}", exc)
 
-    async def _create_status(self, job: Job, text: str) -> None:
+    async def _create_status(self, job: Job, text: str, view: discord.ui.View | None) -> None:
         if not self._may_use(job, job.channel_id, "send_messages"):
             return
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
-            message = await channel.send(text, nonce=nonce("status", job.id))
+            message = await channel.send(text, nonce=nonce("status", job.id), view=view or discord.utils.MISSING)
         except DISCORD_TROUBLE as exc:
             self._note_failure(job, f"channel:{job.channel_id}", exc)
             return
@@ -241,14 +246,13 @@ class DiscordNotifier:
 
     async def _post(self, job: Job, link: tuple[str, float | None] | None, video: Path | None) -> Delivery:
         """Followup while the token lives, else the channel, else a DM; places that refused are skipped."""
-        balance = await self.bot.db.ledger.balance(job.guild_id, job.user_id)
+        # The card is public: it names the cost, never the member's balance (that is theirs: /sora balance).
         text = render.result_text(
             user_id=job.user_id, prompt=job.prompt, duration=job.duration, aspect_ratio=job.aspect_ratio,
-            credits=job.cost, balance=balance.available, link=link[0] if link else None,
+            credits=job.cost, balance=None, link=link[0] if link else None,
             link_expires_at=link[1] if link else None,
         )
-        view = discord.ui.View(timeout=None)
-        view.add_item(RerollButton(job.id))
+        view = job_buttons(job.id, "reroll", "edit", "extend")
         post = _Post(text, discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)]),
                      view, video, f"sora-{job.id[:8]}.mp4", nonce("delivery", job.id))
         outcome = _Outcome()

@@ -88,15 +88,18 @@ def _with_prompt(before: list[str], prompt: str, cap: int, after: list[str]) -> 
 
 
 def status_text(*, user_id: int, prompt: str, duration: int, aspect_ratio: str, credits: int,
-                update: StatusUpdate) -> str:
-    """The public status message: who, what, cost, state, elapsed time, progress or queue place.
+                update: StatusUpdate, label: str | None = None) -> str:
+    """The public status message: who, what, cost, state, elapsed time, progress or queue place and the
+    estimated start (a Discord timestamp, which counts down by itself between our rare edits).
 
     At most MESSAGE_LIMIT characters by construction: the prompt gets what the fixed lines leave.
     """
-    label = STATE_LABELS.get(update.state, update.state)
+    label = label or STATE_LABELS.get(update.state, update.state)
     state = f"**{label}**"
     if update.state == "queued" and update.queue_position:
         state += f" — #{update.queue_position} in the queue"
+        if update.eta is not None:
+            state += f", starts {eta_text(update.eta)}"
     if update.state == "running" and update.progress is not None:
         state += f" {progress_bar(update.progress)}"
     if not update.final:
@@ -133,6 +136,31 @@ def result_text(*, user_id: int, prompt: str, duration: int, aspect_ratio: str, 
     if len(bare) <= MESSAGE_LIMIT:
         return bare
     return f"{head} It is too large to upload here, and its link is too long for a Discord message."
+
+
+def eta_text(eta: float) -> str:
+    """An estimated start as Discord's relative timestamp ("in 4 minutes"), hedged: it is an estimate."""
+    return f"about <t:{int(eta)}:R>"
+
+
+CANCELLED_LABEL = "✖️ Cancelled"
+
+
+def cancelled_status_text(*, user_id: int, prompt: str, duration: int, aspect_ratio: str, credits: int,
+                          elapsed: float, by_requester: bool) -> str:
+    """The status message of a job cancelled while it waited: who cancelled, and that nothing was charged."""
+    who = "its requester" if by_requester else "a server admin"
+    update = StatusUpdate(state="failed", elapsed=elapsed, final=True,
+                          note=f"Cancelled by {who} before it started. The {credits} credits were released.")
+    return status_text(user_id=user_id, prompt=prompt, duration=duration, aspect_ratio=aspect_ratio,
+                       credits=credits, update=update, label=CANCELLED_LABEL)
+
+
+def offer_text(what: str, credits: int, available: int, duration: int, aspect_ratio: str, prompt: str) -> str:
+    """A private confirmation that names the cost before anyone is charged (within MESSAGE_LIMIT)."""
+    before = [f"{what} for **{credits} credits**? You have {available}."]
+    after = [job_line(duration, aspect_ratio, credits)]
+    return _with_prompt(before, prompt, STATUS_PROMPT_CAP, after) or before[0]
 
 
 def refusal_text(error: UserFacingError) -> str:

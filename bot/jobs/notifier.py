@@ -20,6 +20,7 @@ class StatusUpdate:
     elapsed: float  # seconds since the job was accepted
     progress: float | None = None  # 0..100 when the upstream reports it
     queue_position: int | None = None
+    eta: float | None = None  # estimated start (unix time) of a queued job, from recent jobs' durations
     note: str | None = None  # a friendly sentence: why it waits, why it failed, what was refunded
     final: bool = False
 

@@ -37,6 +37,7 @@ from bot.upstream.errors import (
 from bot.upstream.models import Task
 from bot.upstream.retry import PollSchedule, capped, wait_for_task
 from storage.db import Database
+from storage.errors import JobEnded
 from storage.models import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class JobRunner:
                 job = await self._follow(job, resumed=job.updated_at < self._started_at)
             if job.state == "completed" and not (resumed and await self._adopt_earlier_post(job)):
                 await self._deliver(job)
+        except JobEnded:  # cancelled between its slot and its create (Jobs.cancel_queued): settled there
+            log.info("job ended while it waited (cancelled); nothing was sent", extra=extra)
         except JobFailed as failure:
             log.info("job failed", extra={**extra, "code": failure.code})
             await self._fail(job, failure.code, failure.user_message)
@@ -209,7 +212,7 @@ class JobRunner:
                 return await self._await_unconfirmed(job)
             if job.attempts >= self.settings.max_creates:
                 raise JobFailed("too_many_creates", TRY_LATER)
-            job = await self.db.jobs.mark_submitting(job.id)
+            job = await self.db.jobs.mark_submitting(job.id)  # JobEnded: cancelled while it waited
             await self._status(job, "submitting")
             try:
                 task_id = await self.api.create_task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
@@ -9,10 +10,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_app import render
-from bot.discord_app.items import SORA_COG, RerollButton
+from bot.discord_app.items import SORA_COG, JobAction, JobButton, OfferButton
 from bot.pricing import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_LENGTH, duration_label
-from cogs.sora._flow import GenerationFlow, ImageSource, image_from_message
-from cogs.sora._views import AnimateModal
+from cogs.sora import _forms
+from cogs.sora._actions import JobActions
+from cogs.sora._flow import GenerationFlow, ImageSource
 
 if TYPE_CHECKING:
     from bot.discord_app.client import SoraBot
@@ -26,11 +28,12 @@ RATIO_CHOICES = [
 @app_commands.guild_only()
 class SoraCog(commands.GroupCog, name=SORA_COG, group_name="sora",
               group_description="Make short AI videos with Sora 2"):
-    """Members' commands; every answer about credits is private. Handles the persistent Re-roll button."""
+    """Members' commands; every answer about credits is private. Handles the persistent buttons and forms."""
 
     def __init__(self, bot: SoraBot) -> None:
         self.bot = bot
         self.flow = GenerationFlow(bot)
+        self.actions = JobActions(bot, self.flow)
         # guild_only() sets both dm_permission and contexts=[guild]; the attribute alone left contexts unset.
         self.animate_menu = app_commands.guild_only()(
             app_commands.ContextMenu(name="Animate with Sora", callback=self.animate))
@@ -38,15 +41,37 @@ class SoraCog(commands.GroupCog, name=SORA_COG, group_name="sora",
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.animate_menu)
-        self.bot.add_dynamic_items(RerollButton)  # posts from before a restart keep their button working
+        # Messages from before a restart keep their buttons working (the job or offer is in the custom id).
+        self.bot.add_dynamic_items(JobButton, OfferButton)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(RerollButton)
+        self.bot.remove_dynamic_items(JobButton, OfferButton)
         self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
 
-    async def offer_reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
-        """The Re-roll button was pressed (bot.discord_app.items.RerollHandler): confirm before charging."""
-        await self.flow.offer_reroll(interaction, job_id)
+    async def on_job_button(self, interaction: discord.Interaction[SoraBot], action: JobAction, job_id: str) -> None:
+        """A job's button was pressed (bot.discord_app.items.JobButtonHandler)."""
+        await self._guarded(interaction, self.actions.press(interaction, action, job_id))
+
+    async def on_offer_button(self, interaction: discord.Interaction[SoraBot], offer_id: str,
+                              accepted: bool) -> None:
+        """Yes or No on a priced confirmation (bot.discord_app.items.JobButtonHandler)."""
+        await self._guarded(interaction, self.actions.answer(interaction, offer_id, accepted))
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[SoraBot]) -> None:
+        """Our forms are sent without a copy in discord.py's memory (see _forms): their submits land here."""
+        if interaction.type is not discord.InteractionType.modal_submit or interaction.data is None:
+            return
+        custom_id = str(interaction.data.get("custom_id", ""))
+        if custom_id.startswith((_forms.ANIMATE_FORM, _forms.EDIT_FORM, _forms.EXTEND_FORM)):
+            await self._guarded(interaction, self.actions.submit(interaction, custom_id))
+
+    async def _guarded(self, interaction: discord.Interaction[SoraBot], work: Awaitable[None]) -> None:
+        """Run a button's or form's work; anything it raises gets the tree's one error answer (and log line)."""
+        try:
+            await work
+        except Exception as exc:
+            await self.bot.tree.report(interaction, exc)
 
     @app_commands.command(name="generate", description="Make a video from a prompt (and optionally a first frame)")
     @app_commands.describe(
@@ -70,15 +95,7 @@ class SoraCog(commands.GroupCog, name=SORA_COG, group_name="sora",
                               aspect_ratio=aspect_ratio.value if aspect_ratio else None, image=source)
 
     async def animate(self, interaction: discord.Interaction[SoraBot], message: discord.Message) -> None:
-        image = image_from_message(message)
-        if image is None:
-            await interaction.response.send_message(
-                "That message has no image. Use Animate with Sora on a message with a picture attached.",
-                ephemeral=True)
-            return
-        assert interaction.guild_id is not None
-        settings = await self.bot.db.guilds.get(interaction.guild_id)
-        await interaction.response.send_modal(AnimateModal(self.flow, image, settings.default_duration))
+        await self._guarded(interaction, self.actions.open_animate(interaction, message))
 
     @app_commands.command(name="balance", description="Your credits, what running jobs hold, and the next refill")
     async def balance(self, interaction: discord.Interaction[SoraBot]) -> None:

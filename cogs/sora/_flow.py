@@ -1,4 +1,4 @@
-"""One flow for `/sora generate`, Animate with Sora and Re-roll: acknowledge, check, hold, hand to the runner."""
+"""One flow for `/sora generate`, Animate with Sora, Re-roll, Edit and Extend: acknowledge, check, hold, run."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from bot.discord_app.tree import INTERNAL_ERROR
 from bot.images import ImageRejected, ImageUnavailable, MediaOrigins, check_image, check_size, fetch_image
 from bot.pricing import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, DURATIONS, cost
 from bot.prompts import check_prompt
-from cogs.sora._views import ConfirmReroll
 from storage.errors import UserFacingError
-from storage.models import Job, NewJob
+from storage.models import NewJob
 
 if TYPE_CHECKING:
     from bot.discord_app.client import SoraBot
@@ -99,11 +98,15 @@ class GenerationFlow:
         except discord.HTTPException as exc:
             log.info("could not answer the requester", extra={"status": exc.status})
 
-    async def _accept(self, interaction: discord.Interaction[SoraBot], prompt: str, duration: int | None,
-                      aspect_ratio: str | None, image: ImageSource | None) -> str:
-        """Cheapest checks first: options, then the member's standing (read-only), then the image, then the hold.
+    async def prepare(self, interaction: discord.Interaction[SoraBot], prompt: str, duration: int | None,
+                      aspect_ratio: str | None) -> NewJob:
+        """The request as it would be held, checked read-only: options, prompt, then the member's standing.
 
-        Why this order: a refused member must cost a database read, not a 10 MB download and a decode.
+        Why this order: a refused member must cost a database read, not a 10 MB download and a decode. A
+        confirmation (Re-roll, Edit, Extend) runs this before it names a cost, and `start` again after.
+
+        Raises:
+            UserFacingError: the refusal to show (nothing was written).
         """
         bot = self.bot
         assert bot.runner is not None and interaction.guild_id is not None
@@ -132,6 +135,14 @@ class GenerationFlow:
             upload_limit=interaction.filesize_limit,
         )
         await bot.db.jobs.precheck(request)  # blocked, channel, limits, cooldown, budget, balance: no write
+        return request
+
+    async def _accept(self, interaction: discord.Interaction[SoraBot], prompt: str, duration: int | None,
+                      aspect_ratio: str | None, image: ImageSource | None) -> str:
+        """Cheapest checks first (`prepare`), then the image, then the hold, atomically with the same checks."""
+        bot = self.bot
+        assert bot.runner is not None
+        request = await self.prepare(interaction, prompt, duration, aspect_ratio)
         if image is not None:
             request = dataclasses.replace(request, image_url=await self._check_image(image))
         job = await bot.db.jobs.create_with_hold(request)  # the same checks again, atomically with the hold
@@ -139,8 +150,8 @@ class GenerationFlow:
         bot.runner.metrics.credits_moved("held", job.cost)
         bot.runner.launch(job)
         balance = await bot.db.ledger.balance(job.guild_id, job.user_id)
-        return (f"Got it! {job.cost} credits are held for your {duration} s video and charged only when it's "
-                f"delivered (refunded if it fails). You have {balance.available} credits left. "
+        return (f"Got it! {job.cost} credits are held for your {job.duration} s video and charged only when "
+                f"it's delivered (refunded if it fails). You have {balance.available} credits left. "
                 "Progress is shown in the channel.")
 
     async def _check_image(self, image: ImageSource) -> str:
@@ -165,31 +176,3 @@ class GenerationFlow:
                 raise Refusal(REUSED_IMAGE_CHANGED) from None
             raise
         return url
-
-    # ---- re-roll -------------------------------------------------------------------------------
-
-    async def _job_here(self, interaction: discord.Interaction[SoraBot], job_id: str) -> Job | None:
-        """The pressed post's job, if this server still knows it; else the member is told, privately."""
-        job = await self.bot.db.jobs.get(job_id)
-        if job is None or job.guild_id != interaction.guild_id:
-            await interaction.response.send_message("That video is no longer known to me.", ephemeral=True)
-            return None
-        return job
-
-    async def offer_reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
-        job = await self._job_here(interaction, job_id)
-        if job is None:
-            return
-        balance = await self.bot.db.ledger.balance(job.guild_id, interaction.user.id)
-        await interaction.response.send_message(
-            f"Make this video again for **{job.cost} credits**? You have {balance.available}.",
-            view=ConfirmReroll(self, job.id, interaction.user.id), ephemeral=True,
-        )
-
-    async def reroll(self, interaction: discord.Interaction[SoraBot], job_id: str) -> None:
-        job = await self._job_here(interaction, job_id)
-        if job is None:
-            return
-        image = ImageSource(job.image_url, reused=True) if job.image_url else None
-        await self.start(interaction, prompt=job.prompt, duration=job.duration, aspect_ratio=job.aspect_ratio,
-                         image=image)

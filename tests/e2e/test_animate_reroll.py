@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from fake_discord import InteractionError
 from fake_discord.messages import delete_message
 
 from bot.discord_app.items import reroll_id
@@ -12,6 +14,7 @@ from tests.e2e.harness import (
     InProcessBot,
     World,
     accepted,
+    admin_as,
     assert_friendly,
     assert_settled,
     png,
@@ -65,22 +68,64 @@ async def test_animate_a_message_without_an_image_is_refused_privately(world: Wo
     assert not world.sim.state.requests_to(CREATES) and await bot.db.fetchall("SELECT id FROM jobs") == []
 
 
-async def test_animate_with_a_bad_duration_or_ratio_charges_nothing(world: World, bot: InProcessBot) -> None:
+def _form_fields(modal: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The form's inputs by custom id, each with its label (the modal's own component tree)."""
+    fields = {}
+    for comp in modal["components"]:
+        inner = comp.get("component") or (comp.get("components") or [{}])[0]
+        fields[inner["custom_id"]] = {**inner, "label_text": comp.get("label")}
+    return fields
+
+
+async def test_animate_form_offers_duration_and_ratio_as_choices(world: World, bot: InProcessBot) -> None:
+    """Issue 15, item 5: duration and aspect ratio are selects in labels (priced choices), the prompt holds at
+    most 4,000 characters; a client can send only the offered values (the local Discord refuses others like
+    Discord), and a forged value is refused by the bot for free."""
     target = world.fake.post_user_message(world.channel.id, world.member.id, "",
                                           attachments=[("cat.jpg", png(640, 480, "JPEG"), "image/jpeg")])
+    inter = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id, "Animate with Sora",
+                                          target)
+    await inter.wait_response(3)
+    assert inter.modal is not None
+    assert all(comp["type"] == 18 for comp in inter.modal["components"])  # every field in a label
+    fields = _form_fields(inter.modal)
+    assert fields["prompt"]["type"] == 4 and fields["prompt"]["max_length"] == 4000
+    assert [(o["label"], o["value"], o.get("default", False)) for o in fields["duration"]["options"]] == [
+        ("4 s · 100 credits", "4", True), ("8 s · 200 credits", "8", False), ("12 s · 300 credits", "12", False)]
+    assert [o["value"] for o in fields["aspect_ratio"]["options"]] == ["16:9", "9:16"]
+    with pytest.raises(InteractionError):  # a Discord client offers only the choices
+        await world.fake.submit_modal(inter, {"prompt": "fly", "duration": "7"})
+    with pytest.raises(InteractionError):
+        await world.fake.submit_modal(inter, {"prompt": "x" * 4001})
+
     for values, phrase in (({"prompt": "fly", "duration": "7"}, "4, 8 or 12"),
                            ({"prompt": "fly", "duration": "x9"}, "4, 8 or 12"),
                            ({"prompt": "fly", "aspect_ratio": "4:3 "}, "16:9 or 9:16")):
-        inter = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id,
-                                              "Animate with Sora", target)
-        await inter.wait_response(3)
-        answer = await private_reply(await world.fake.submit_modal(inter, values))
-        assert phrase in answer.content and "Nothing was charged" in answer.content
+        menu = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id,
+                                             "Animate with Sora", target)
+        await menu.wait_response(3)
+        answer = await private_reply(await world.fake.submit_modal(menu, values, ignore_choices=True))
+        assert phrase in answer.content and "Nothing was charged" in answer.content, answer.content
         assert_friendly(answer.content)
     assert not world.sim.state.requests_to(CREATES) and await bot.db.fetchall("SELECT id FROM jobs") == []
     balance = await bot.db.ledger.balance(world.guild.id, world.member.id)
     assert (balance.available, balance.held) == (200, 0)
     assert await bot.db.ledger.verify() == []
+
+
+async def test_animate_uses_the_defaults_a_member_leaves_alone(world: World, bot: InProcessBot) -> None:
+    """Only the prompt typed: the form's preselected choices (the server's default duration, 16:9) are sent."""
+    await private_reply(await admin_as(world, "config defaults", default_duration=8))
+    target = world.fake.post_user_message(world.channel.id, world.other.id, "",
+                                          attachments=[("cat.png", png(800, 600), "image/png")])
+    inter = await world.fake.context_menu(world.guild.id, world.channel.id, world.member.id, "Animate with Sora",
+                                          target)
+    await inter.wait_response(3)
+    answer = await accepted(await world.fake.submit_modal(inter, {"prompt": "the cat yawns"}))
+    assert "200 credits" in answer.content
+    [job] = await bot.wait_finished(1)
+    assert (job.state, job.duration, job.aspect_ratio) == ("delivered", 8, "16:9"), job.error_message
+    await assert_settled(bot, world, job)
 
 
 # ---- Re-roll ------------------------------------------------------------------------------------------------------

@@ -418,28 +418,57 @@ class Interactions:
                     raise InteractionError(f"text input {cid!r}: length {len(value)} outside its bounds")
                 out.append({"type": 4, "custom_id": cid, "value": value})
             elif ctype in (3, 5, 6, 7, 8):
-                cid = comp["custom_id"]
-                used.add(cid)
-                chosen = values.get(cid, [])
-                out.append(
-                    {"type": ctype, "custom_id": cid, "values": [chosen] if isinstance(chosen, str) else list(chosen)}
-                )
+                out.append({"type": ctype, "custom_id": comp["custom_id"], "values": self._chosen(comp, values, used)})
         return out
+
+    _forged = False  # submit_modal(ignore_choices=True) in progress
+
+    def _chosen(self, comp: dict[str, Any], values: dict[str, Any], used: set[str]) -> list[str]:
+        """What a member can pick in a modal's select: only its options (for a string select), between
+        min_values and max_values of them; left alone, the options marked default, as a Discord client shows."""
+        cid = comp["custom_id"]
+        used.add(cid)
+        options = [str(o.get("value")) for o in comp.get("options") or []]
+        if cid in values:
+            chosen = values[cid]
+            picked = [chosen] if isinstance(chosen, str) else [str(v) for v in chosen]
+        else:
+            picked = [str(o.get("value")) for o in comp.get("options") or [] if o.get("default")]
+        if self._forged:
+            return picked
+        if comp.get("type") == 3 and any(v not in options for v in picked):
+            raise InteractionError(f"select {cid!r} offers only {options}, not {picked}")
+        low, high = int(comp.get("min_values", 1)), int(comp.get("max_values", 1))
+        if not picked and comp.get("required", True) and low > 0:
+            raise InteractionError(f"select {cid!r} is required")
+        if picked and not low <= len(picked) <= high:
+            raise InteractionError(f"select {cid!r} takes {low}..{high} choices, not {len(picked)}")
+        return picked
 
     async def submit_modal(
         self,
         source: InteractionRecord,
         values: Mapping[str, Any],
         user_id: int | None = None,
+        *,
+        ignore_choices: bool = False,
     ) -> InteractionRecord:
-        """Fill in and submit the modal the bot opened in response to ``source`` (by input custom_id)."""
+        """Fill in and submit the modal the bot opened in response to ``source`` (by input custom_id).
+
+        A select takes only its options (as a Discord client offers them); ``ignore_choices=True`` sends
+        whatever is given, as a forged request could, to test the bot's own check.
+        """
         modal = source.modal
         if modal is None:
             raise InteractionError(f"interaction {source.id} was not answered with a modal")
         uid = source.user_id if user_id is None else _id_of(user_id)
         message = self.world.messages_by_id.get(source.message_id or 0)
         used: set[str] = set()
-        components = self._submit_components(modal.get("components") or [], dict(values), used)
+        self._forged = ignore_choices
+        try:
+            components = self._submit_components(modal.get("components") or [], dict(values), used)
+        finally:
+            self._forged = False
         unknown = set(values) - used
         if unknown:
             raise InteractionError(f"the modal has no inputs {sorted(unknown)}")

@@ -102,6 +102,8 @@ def register(app: web.Application, fake: FakeDiscord) -> None:
                 stored = store_parts(fake, files, data)
                 edit_message(fake, target, data, stored)
             message = target
+            if target is not None:  # Discord: the original response of a component press is its message
+                inter.original_message_id = target.id
         elif cb_type == 9:
             if not data.get("custom_id") or not data.get("title") or not data.get("components"):
                 raise errors.invalid_form("data", "BASE_TYPE_REQUIRED", "custom_id, title and components are required")

@@ -119,16 +119,89 @@ def _check_child(child: dict[str, Any], where: str) -> None:
                                   f"Component type {ctype} is not allowed in an action row of a message.")
 
 
+MAX_LABEL_DESCRIPTION = 100
+MAX_OPTION_TEXT = 100
+TEXT_DISPLAY = 10
+MODAL_TOP_LEVEL = (ACTION_ROW, LABEL, TEXT_DISPLAY)
+
+
 def check_modal(data: dict[str, Any]) -> None:
-    """A modal: 1..5 top-level components, ids as for messages, labels of at most 45 characters."""
+    """A modal: 1..5 top-level components (action rows holding one text input, labels, text displays), ids
+    as for messages, labels of at most 45 characters (descriptions 100). A select goes in a label, never in an
+    action row; a text input in a label has no label of its own; a default value fits its input's bounds;
+    a string select has 1..25 options (label and value 1..100), no more defaults than ``max_values`` and
+    ``0 <= min_values <= max_values <= 25``."""
     components = data.get("components") or []
     if not 1 <= len(components) <= MAX_ROWS:
         raise errors.invalid_form("data.components", "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {MAX_ROWS}.")
     _check_ids(components, "data.components")
-    for comp in _walk(components):
-        if comp.get("type") in (TEXT_INPUT, LABEL) and len(str(comp.get("label") or "")) > MAX_MODAL_LABEL:
-            raise errors.invalid_form("data.components.label", "BASE_TYPE_MAX_LENGTH",
-                                      f"Must be {MAX_MODAL_LABEL} or fewer in length.")
+    for i, comp in enumerate(components):
+        where = f"data.components.{i}"
+        ctype = comp.get("type") if isinstance(comp, dict) else None
+        if ctype not in MODAL_TOP_LEVEL:
+            raise errors.invalid_form(f"{where}.type", "UNION_TYPE_CHOICES",
+                                      "A modal's components must be action rows, labels or text displays.")
+        if ctype == ACTION_ROW:
+            children = comp.get("components") or []
+            if len(children) != 1 or not isinstance(children[0], dict) or children[0].get("type") != TEXT_INPUT:
+                raise errors.invalid_form(f"{where}.components", "COMPONENT_TYPE_INVALID",
+                                          "An action row in a modal holds exactly one text input; selects go in "
+                                          "a label.")
+            _check_modal_input(children[0], f"{where}.components.0", in_label=False)
+        elif ctype == LABEL:
+            text = comp.get("label")
+            if not isinstance(text, str) or not 1 <= len(text) <= MAX_MODAL_LABEL:
+                raise errors.invalid_form(f"{where}.label", "BASE_TYPE_BAD_LENGTH",
+                                          f"Must be between 1 and {MAX_MODAL_LABEL} in length.")
+            if len(str(comp.get("description") or "")) > MAX_LABEL_DESCRIPTION:
+                raise errors.invalid_form(f"{where}.description", "BASE_TYPE_MAX_LENGTH",
+                                          f"Must be {MAX_LABEL_DESCRIPTION} or fewer in length.")
+            inner = comp.get("component")
+            if not isinstance(inner, dict):
+                raise errors.invalid_form(f"{where}.component", "BASE_TYPE_REQUIRED", "This field is required")
+            _check_modal_input(inner, f"{where}.component", in_label=True)
+
+
+def _check_modal_input(comp: dict[str, Any], where: str, *, in_label: bool) -> None:
+    ctype = comp.get("type")
+    if ctype == TEXT_INPUT:
+        label = comp.get("label")
+        if in_label and label:
+            raise errors.invalid_form(f"{where}.label", "COMPONENT_INVALID",
+                                      "A text input inside a label cannot have its own label.")
+        if not in_label and (not label or len(str(label)) > MAX_MODAL_LABEL):
+            raise errors.invalid_form(f"{where}.label", "BASE_TYPE_BAD_LENGTH",
+                                      f"Must be between 1 and {MAX_MODAL_LABEL} in length.")
+        low, high = int(comp.get("min_length") or 0), int(comp.get("max_length") or 4000)
+        if not 0 <= low <= high <= 4000:
+            raise errors.invalid_form(f"{where}.max_length", "BASE_TYPE_BAD_LENGTH",
+                                      "Lengths must satisfy 0 <= min_length <= max_length <= 4000.")
+        value = comp.get("value")
+        if isinstance(value, str) and len(value) > high:
+            raise errors.invalid_form(f"{where}.value", "BASE_TYPE_MAX_LENGTH", f"Must be {high} or fewer in length.")
+    elif ctype in SELECTS:
+        if not in_label:
+            raise errors.invalid_form(f"{where}.type", "COMPONENT_TYPE_INVALID", "A select in a modal goes in a label.")
+        low, high = int(comp.get("min_values", 1)), int(comp.get("max_values", 1))
+        if not 0 <= low <= high <= MAX_SELECT_OPTIONS:
+            raise errors.invalid_form(f"{where}.max_values", "BASE_TYPE_BAD_LENGTH",
+                                      "Counts must satisfy 0 <= min_values <= max_values <= 25.")
+        if ctype == 3:
+            options = comp.get("options") or []
+            if not 1 <= len(options) <= MAX_SELECT_OPTIONS:
+                raise errors.invalid_form(f"{where}.options", "BASE_TYPE_BAD_LENGTH",
+                                          f"Must be between 1 and {MAX_SELECT_OPTIONS} in length.")
+            for o, option in enumerate(options):
+                for key in ("label", "value"):
+                    if not 1 <= len(str(option.get(key) or "")) <= MAX_OPTION_TEXT:
+                        raise errors.invalid_form(f"{where}.options.{o}.{key}", "BASE_TYPE_BAD_LENGTH",
+                                                  f"Must be between 1 and {MAX_OPTION_TEXT} in length.")
+            if sum(1 for option in options if option.get("default")) > high:
+                raise errors.invalid_form(f"{where}.options", "SELECT_COMPONENT_TOO_MANY_DEFAULTS",
+                                          "More default options than max_values.")
+    else:
+        raise errors.invalid_form(f"{where}.type", "COMPONENT_TYPE_INVALID",
+                                  f"Component type {ctype} cannot be answered in a modal.")
 
 
 def _text_len(value: Any) -> int:

@@ -297,9 +297,10 @@ class FakeDiscord:
         return await self._control.press_button(message, custom_id, user_id, **kwargs)
 
     async def submit_modal(
-        self, source: InteractionRecord, values: dict[str, Any], user_id: int | None = None
+        self, source: InteractionRecord, values: dict[str, Any], user_id: int | None = None, *,
+        ignore_choices: bool = False,
     ) -> InteractionRecord:
-        return await self._control.submit_modal(source, values, user_id)
+        return await self._control.submit_modal(source, values, user_id, ignore_choices=ignore_choices)
 
     def post_user_message(self, channel_id: int, user_id: int, content: str = "", attachments: Any = (),
                           **kwargs: Any) -> Message:
