@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .control import InteractionError
 from .errors import DiscordError
+from .gateway import shard_of
 from .models import (
     CallbackRecord,
     Channel,
@@ -44,5 +45,6 @@ __all__ = [
     "StoredFile",
     "User",
     "patch_discord_py",
+    "shard_of",
     "snowflake_time",
 ]

@@ -4,6 +4,12 @@ Frames are always uncompressed TEXT, whatever ``compress=`` the client asks for 
 text frames as-is). Each session buffers its dispatches with sequence numbers so a client that was
 dropped (``fake.drop_gateway()``) can RESUME and get what it missed. Interactions go to the newest
 session only (Discord delivers each once); other events to every live session.
+
+Sharding, as Discord does it: IDENTIFY's ``shard: [id, count]`` names the session's shard, and a guild lives
+on shard ``(guild_id >> 22) % count`` (see :func:`shard_of`). A guild's events (GUILD_CREATE, channel, role and
+message events, INTERACTION_CREATE) go only to sessions of its shard; DMs to shard 0; READY lists only the
+shard's guilds. A second IDENTIFY for a shard that is still connected is closed with 4005; once the first
+connection is gone, a new IDENTIFY for that shard takes over from the old session.
 """
 
 from __future__ import annotations
@@ -29,6 +35,24 @@ GUILDS = 1 << 0
 GUILD_MESSAGES = 1 << 9
 DIRECT_MESSAGES = 1 << 12
 MESSAGE_CONTENT = 1 << 15
+ALREADY_AUTHENTICATED = 4005  # Discord's close code for an IDENTIFY that clashes with a live session
+INVALID_SHARD = 4010
+TAKEOVER_GRACE = 1.0  # seconds a clashing IDENTIFY waits for the old connection's close to land before 4005
+#: Events whose payload is a guild (its id is the guild's id); every other guild event carries ``guild_id``.
+GUILD_PAYLOAD_EVENTS = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard a guild's events arrive on: ``(guild_id >> 22) % shard_count``; DMs (no guild) on shard 0."""
+    return 0 if guild_id is None else (int(guild_id) >> 22) % max(1, shard_count)
+
+
+def _event_guild(event: str, data: Any) -> int | None:
+    """Which guild an event belongs to, read from its payload (None: not a guild's event)."""
+    if not isinstance(data, dict):
+        return None
+    raw = data.get("id") if event in GUILD_PAYLOAD_EVENTS else data.get("guild_id")
+    return int(raw) if raw is not None else None
 
 
 @dataclass
@@ -49,6 +73,18 @@ class Session:
     def connected(self) -> bool:
         return self.ws is not None and not self.ws.closed
 
+    @property
+    def shard_id(self) -> int:
+        return int(self.shard[0])
+
+    @property
+    def shard_count(self) -> int:
+        return int(self.shard[1])
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether this session's shard carries the guild's events (a DM's: shard 0)."""
+        return shard_of(guild_id, self.shard_count) == self.shard_id
+
 
 class Gateway:
     """Owns the gateway sessions and turns world changes into dispatch events."""
@@ -62,6 +98,17 @@ class Gateway:
         self._dropped: set[web.WebSocketResponse] = set()  # closed by the fake: the session stays resumable
         self.log: list[GatewayEvent] = []
         self.refusing = False  # while True, new connections are refused (Discord's gateway is down)
+        #: What GET /gateway/bot answers: the recommended shard count and IDENTIFYs allowed at once.
+        self.recommended_shards = 1
+        self.max_concurrency = 16  # high, so tests' processes need not wait 5 s between shards
+        self.refused_identifies: list[list[int]] = []  # shards whose IDENTIFY was closed with 4005
+
+    def shard_sessions(self) -> dict[tuple[int, int], Session]:
+        """The newest live session per shard ``(id, count)``: who receives that shard's guilds now."""
+        out: dict[tuple[int, int], Session] = {}
+        for session in self._live():
+            out[(session.shard_id, session.shard_count)] = session
+        return out
 
     # ------------------------------------------------------------------ dispatch side
     def _live(self) -> list[Session]:
@@ -75,17 +122,22 @@ class Gateway:
             session.queue.put_nowait(self._frame(session, 0, data, event, session.seq))
 
     def dispatch(self, event: str, data: Any, intent: int = 0) -> None:
-        """Send ``event`` to every live session whose intents include ``intent``."""
+        """Send ``event`` to every live session whose intents include ``intent`` and whose shard has the
+        event's guild (read from the payload; an event of no guild goes to every session)."""
+        guild_id = _event_guild(event, data)
         for session in self._live():
-            if intent == 0 or session.intents & intent:
+            if (intent == 0 or session.intents & intent) and (guild_id is None or session.serves(guild_id)):
                 self._push(session, event, data)
 
     def dispatch_interaction(self, data: dict[str, Any]) -> bool:
-        """Deliver to the newest session (buffered for RESUME if it is disconnected); False if none."""
-        if self.newest is None or self.newest.ended:
-            log.warning("fake discord: no gateway session to deliver the interaction to")
+        """Deliver to the newest session of the guild's shard (shard 0 for a DM), buffered for RESUME if it is
+        disconnected; False if there is none."""
+        guild_id = int(data["guild_id"]) if data.get("guild_id") else None
+        serving = [s for s in self._live() if s.serves(guild_id)]
+        if not serving:
+            log.warning("fake discord: no gateway session for the interaction's shard")
             return False
-        self._push(self.newest, "INTERACTION_CREATE", data)
+        self._push(serving[-1], "INTERACTION_CREATE", data)
         return True
 
     def dispatch_to_channel(self, event: str, data: Any, channel_id: int) -> None:
@@ -100,6 +152,8 @@ class Gateway:
         dm = channel is not None and channel.type == ChannelType.dm
         for session in self._live():
             if not session.intents & (DIRECT_MESSAGES if dm else GUILD_MESSAGES):
+                continue
+            if not session.serves(None if dm else message.guild_id):
                 continue
             payload = world.message_payload(message)
             if message.guild_id is not None:
@@ -209,16 +263,30 @@ class Gateway:
             await ws.close(code=4004, message=b"Authentication failed.")
             return None
         world = self.fake.world
-        session = Session(
-            id=secrets.token_hex(16), intents=int(data.get("intents", 0) or 0), shard=list(data.get("shard") or [0, 1])
-        )
+        shard = _shard(data.get("shard"))
+        if shard is None:
+            log.warning("fake discord: IDENTIFY with an invalid shard %r", data.get("shard"))
+            queue.put_nowait(None)
+            await ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
+            return None
+        if not await self._shard_free(shard):
+            log.warning("fake discord: IDENTIFY for shard %s, which another connection holds", shard)
+            self.refused_identifies.append(shard)
+            queue.put_nowait(None)
+            await ws.close(code=ALREADY_AUTHENTICATED, message=b"Already authenticated.")
+            return None
+        for old in self._live():  # the shard's earlier session (its process died or gave up): taken over
+            if old.shard == shard:
+                old.ended = True
+        session = Session(id=secrets.token_hex(16), intents=int(data.get("intents", 0) or 0), shard=shard)
         self.sessions[session.id] = session
         self.newest = session
         session.ws, session.queue = ws, queue
+        mine = [g for g in world.guilds.values() if session.serves(g.id)]
         ready = {
             "v": 10,
             "user": {**world.user_payload(world.bot), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(g), "unavailable": True} for g in world.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in mine],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.fake.gateway_url,
@@ -235,10 +303,21 @@ class Gateway:
         }
         self._push(session, "READY", ready)
         if session.intents & GUILDS or not session.intents:
-            for guild in world.guilds.values():
+            for guild in mine:
                 self._push(session, "GUILD_CREATE", world.guild_payload(guild))
         self.fake.identify_count += 1
         return session
+
+    async def _shard_free(self, shard: list[int]) -> bool:
+        """Whether no other connection holds this shard; a clash waits briefly for a closing connection (a
+        client re-identifying closes its old socket first, and that close may still be on its way)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TAKEOVER_GRACE
+        while any(s.shard == shard and s.connected for s in self._live()):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def _resume(
         self, ws: web.WebSocketResponse, queue: asyncio.Queue[str | None], data: dict[str, Any]
@@ -285,3 +364,14 @@ class Gateway:
             if data.get("nonce") is not None:
                 chunk["nonce"] = data["nonce"]
             self._push(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+
+def _shard(raw: Any) -> list[int] | None:
+    """IDENTIFY's ``shard`` as ``[id, count]`` (absent: ``[0, 1]``); None when it is not a valid pair."""
+    if raw is None:
+        return [0, 1]
+    try:
+        shard_id, count = (int(v) for v in raw)
+    except (TypeError, ValueError):
+        return None
+    return [shard_id, count] if count >= 1 and 0 <= shard_id < count else None

@@ -81,8 +81,12 @@ def register(app: web.Application, fake: FakeDiscord) -> None:
         return 200, {"url": fake.gateway_url}
 
     async def gateway_bot(request: web.Request) -> tuple[int, Any]:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return 200, {"url": fake.gateway_url, "shards": 1, "session_start_limit": limit}
+        # The recommended shard count, and how many IDENTIFYs may start at once (discord.py and the bot pace
+        # IDENTIFYs by `max_concurrency`: one per 5 s per bucket `shard_id % max_concurrency`).
+        gw = fake.gateway
+        limit = {"total": 1000, "remaining": max(0, 1000 - fake.identify_count), "reset_after": 86_400_000,
+                 "max_concurrency": gw.max_concurrency}
+        return 200, {"url": fake.gateway_url, "shards": gw.recommended_shards, "session_start_limit": limit}
 
     async def me(request: web.Request) -> tuple[int, Any]:
         payload = world.user_payload(world.bot)

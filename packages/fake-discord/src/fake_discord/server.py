@@ -154,13 +154,16 @@ class FakeDiscord:
         *,
         everyone_permissions: Any = perm.DEFAULT_EVERYONE,
         bot_permissions: Any = perm.DEFAULT_BOT,
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
         """A guild with @everyone (id == guild id), the bot's managed role and the bot as member.
 
-        Added after the bot connected, it is announced with GUILD_CREATE (like the bot joining).
+        Added after the bot connected, it is announced with GUILD_CREATE (like the bot joining), on its shard's
+        sessions only. ``shard=(id, count)`` picks an id that lives on that shard (``shard_of(id, count)``).
         """
         guild = self.world.add_guild(
-            name, owner_id, filesize_limit, perm.to_bits(everyone_permissions), perm.to_bits(bot_permissions)
+            name, owner_id, filesize_limit, perm.to_bits(everyone_permissions), perm.to_bits(bot_permissions),
+            shard,
         )
         self._announce_guild(guild)
         return guild

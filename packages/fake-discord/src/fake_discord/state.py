@@ -94,10 +94,15 @@ class DiscordWorld:
         filesize_limit: int,
         everyone_permissions: int,
         bot_permissions: int,
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
         if owner_id is None:
             owner_id = self.add_user(f"{name}-owner").id
         gid = self.ids.next()
+        if shard is not None:  # an id whose timestamp (a millisecond or a few ahead) puts it on that shard
+            shard_id, count = shard
+            now = self.clock.now()
+            gid = next(g for k in range(count) if ((g := self.ids.next(at=now + k / 1000)) >> 22) % count == shard_id)
         guild = Guild(id=gid, name=name, owner_id=owner_id, filesize_limit=filesize_limit)
         guild.roles[gid] = Role(id=gid, guild_id=gid, name="@everyone", permissions=everyone_permissions)
         bot_role = Role(
