@@ -76,6 +76,8 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # /metrics and /healthz are served only when set
     sentry_dsn: Secret | None = None
+    shard_count: int | None = None  # SHARD_COUNT: the bot's total shards; None: Discord's recommendation
+    shard_ids: tuple[int, ...] | None = None  # SHARD_IDS: the shards this process connects; None: all of them
 
     @property
     def database(self) -> str | Path:
@@ -156,6 +158,27 @@ def _float(name: str, value: str, *, minimum: float = 0.0) -> float:
     return number
 
 
+MAX_SHARDS = 65_536
+
+
+def _shards(count_raw: str | None, ids_raw: str | None) -> tuple[int | None, tuple[int, ...] | None]:
+    """(SHARD_COUNT, SHARD_IDS): ids need the count (a guild's shard is `(guild_id >> 22) % count`, so every
+    process must agree on it), each id in 0..count-1 once; the count alone means every shard here."""
+    count = None if count_raw is None else _int("SHARD_COUNT", count_raw, minimum=1, maximum=MAX_SHARDS)
+    if ids_raw is None:
+        return count, None
+    if count is None:
+        raise ConfigError("SHARD_IDS", "needs SHARD_COUNT too (the bot's total number of shards, e.g. 4)")
+    ids: list[int] = []
+    for part in ids_raw.split(","):
+        shard = _int("SHARD_IDS", part, minimum=0, maximum=count - 1) if part.strip() else None
+        if shard is None or shard in ids:
+            raise ConfigError("SHARD_IDS", f"must list different shard numbers from 0 to {count - 1}, separated "
+                                           f"by commas (got {ids_raw!r})")
+        ids.append(shard)
+    return count, tuple(ids)
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     upper = value.strip()
     matches = [c for c in choices if c.lower() == upper.lower()]
@@ -212,6 +235,7 @@ def load_settings(
         raise ConfigError("SORA_API_KEY", "must start with sk- (check the key in your provider's dashboard)")
 
     callback_url = opt("CALLBACK_PUBLIC_URL", _url, None)
+    shard_count, shard_ids = _shards(get("SHARD_COUNT"), get("SHARD_IDS"))
     return Settings(
         discord_token=Secret(token) if token else None,
         sora_api_key=Secret(key),
@@ -235,4 +259,6 @@ def load_settings(
         metrics_host=get("METRICS_HOST") or "127.0.0.1",
         metrics_port=opt("METRICS_PORT", lambda n, v: _int(n, v, minimum=1, maximum=65535), None),
         sentry_dsn=opt("SENTRY_DSN", lambda n, v: Secret(_url(n, v)), None),
+        shard_count=shard_count,
+        shard_ids=shard_ids,
     )
