@@ -342,6 +342,16 @@ class Jobs:
         )
         return [job_from_row(r) for r in rows]
 
+    async def recent_run_seconds(self, guild_id: int, limit: int = 20) -> list[float]:
+        """How long the server's latest delivered jobs took from their create to delivery, newest first (what
+        a queued job's estimated start is judged by)."""
+        rows = await self._db.fetchall(
+            "SELECT finished_at - submitted_at AS took FROM jobs WHERE guild_id = ? AND state = 'delivered' "
+            "AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY seq DESC LIMIT ?",
+            (guild_id, max(0, int(limit))),
+        )
+        return [max(0.0, float(r["took"])) for r in rows]
+
     async def _update(self, conn: Conn, job_id: str, **fields: Any) -> None:
         # Column names come from the _MUTABLE whitelist or this module, never from input.
         fields["updated_at"] = self._db.now()

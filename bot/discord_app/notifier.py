@@ -10,6 +10,7 @@ the runner tries again while the video's link lives.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -25,6 +26,7 @@ import discord
 
 from bot.discord_app import render
 from bot.discord_app.items import job_buttons, reroll_id
+from bot.jobs.eta import QueueEstimate
 from bot.jobs.notifier import Delivery, DeliveryDelayed, DeliveryHow, StatusUpdate, TooLarge, Undeliverable
 from storage.models import Job
 
@@ -139,6 +141,10 @@ class DiscordNotifier:
         self.bot = bot
         self.refused = Refusals()
         self.clock = clock  # unix time, as Discord's clock for interaction tokens (a test gives Discord's own)
+        self.queue = QueueEstimate(bot.db, bot.db.now, self._max_running)  # the clock job times are stored by
+
+    def _max_running(self) -> int:
+        return self.bot.runner.settings.max_running if self.bot.runner is not None else 1
 
     # ---- what the gateway cache already knows --------------------------------------------------
 
@@ -190,6 +196,8 @@ class DiscordNotifier:
     async def show_status(self, job: Job, update: StatusUpdate) -> None:
         """Create or edit the status message; a job waiting in the queue carries a Cancel button, and every
         other state's edit sends no components, so the button goes as soon as the job is submitted."""
+        if update.state == "queued" and update.queue_position and not update.final:
+            update = dataclasses.replace(update, eta=await self.queue.start_of(job, update.queue_position))
         text = render.status_text(user_id=job.user_id, prompt=job.prompt, duration=job.duration,
                                    aspect_ratio=job.aspect_ratio, credits=job.cost, update=update)
         fresh = await self.bot.db.jobs.get(job.id) or job

@@ -8,7 +8,7 @@ from bot.jobs.notifier import StatusUpdate
 from bot.pricing import DURATIONS, cost, dollars
 from bot.prompts import display_prompt
 from storage.errors import ChannelNotAllowed, UserFacingError
-from storage.models import JobState
+from storage.models import Job, JobState
 
 STATE_LABELS: dict[JobState, str] = {
     "queued": "⏳ Waiting for a free slot",
@@ -177,6 +177,36 @@ def refusal_text(error: UserFacingError) -> str:
 def failure_text(message: str) -> str:
     """The private notice that a job failed (and was refunded), within MESSAGE_LIMIT."""
     return clip(f"Your video couldn't be made. {message}", MESSAGE_LIMIT)
+
+
+JOBS_PROMPT_CAP = 60  # characters of each prompt /sora jobs quotes
+
+
+def jobs_text(jobs: list[Job], place: dict[str, tuple[int, float | None]]) -> str:
+    """`/sora jobs`: each job's state, what it is, when, and a link that opens its result message; a waiting
+    job shows its place in the queue and estimated start (`place`: job id → (place, eta)). Within
+    MESSAGE_LIMIT: whole lines only, the oldest dropped first with a note."""
+    if not jobs:
+        return "You haven't made any videos here yet. Try `/sora generate`."
+    lines = []
+    for job in jobs:
+        label = STATE_LABELS.get(job.state, job.state)
+        if job.error_code == "cancelled":
+            label = CANCELLED_LABEL
+        parts = [label, job_line(job.duration, job.aspect_ratio, job.cost), when(job.created_at)]
+        if job.id in place:
+            position, eta = place[job.id]
+            parts.append(f"#{position} in the queue" + (f", starts {eta_text(eta)}" if eta is not None else ""))
+        if job.delivered_message_url:
+            parts.append(f"[open the video]({job.delivered_message_url})")
+        if job.state == "failed" and job.error_message:
+            parts.append(clip(job.error_message, 200))
+        lines.append(" · ".join(parts) + f"\n> {display_prompt(job.prompt, JOBS_PROMPT_CAP)}")
+    head = "**Your recent videos**"
+    while len("\n".join([head, *lines])) > MESSAGE_LIMIT and len(lines) > 1:
+        lines.pop()
+        head = "**Your recent videos** (the older ones didn't fit)"
+    return clip("\n".join([head, *lines]), MESSAGE_LIMIT)
 
 
 def when(ts: float | None) -> str:

@@ -15,6 +15,7 @@ from bot.pricing import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_LENGTH, duration_la
 from cogs.sora import _forms
 from cogs.sora._actions import JobActions
 from cogs.sora._flow import GenerationFlow, ImageSource
+from storage.models import Job
 
 if TYPE_CHECKING:
     from bot.discord_app.client import SoraBot
@@ -109,23 +110,22 @@ class SoraCog(commands.GroupCog, name=SORA_COG, group_name="sora",
         lines.append(render.refill_text(settings.refill_amount, settings.refill_period, balance.next_refill_at))
         await interaction.edit_original_response(content="\n".join(lines))
 
-    @app_commands.command(name="jobs", description="Your recent videos")
+    @app_commands.command(name="jobs", description="Your recent videos, with links to them")
     async def jobs(self, interaction: discord.Interaction[SoraBot]) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         jobs = await self.bot.db.jobs.recent_for_user(interaction.guild_id, interaction.user.id, limit=10)
-        if not jobs:
-            await interaction.edit_original_response(content="You haven't made any videos here yet. Try `/sora generate`.")
-            return
-        lines = ["**Your recent videos**"]
+        await interaction.edit_original_response(content=render.jobs_text(jobs, await self._places(jobs)))
+
+    async def _places(self, jobs: list[Job]) -> dict[str, tuple[int, float | None]]:
+        """Each waiting job's place in the queue and estimated start."""
+        runner, notifier = self.bot.runner, self.bot.notifier
+        places: dict[str, tuple[int, float | None]] = {}
         for job in jobs:
-            label = render.STATE_LABELS.get(job.state, job.state)
-            url = job.delivered_message_url
-            link = f" · [result]({url})" if url else ""
-            error = f" · {job.error_message}" if job.state == "failed" and job.error_message else ""
-            lines.append(f"{label} · {render.job_line(job.duration, job.aspect_ratio, job.cost)} · "
-                         f"{render.when(job.created_at)}{link}{error}")
-        await interaction.edit_original_response(content="\n".join(lines)[:2000])
+            position = runner.slots.position(job.id) if runner is not None and job.state == "queued" else None
+            if notifier is not None and position is not None:
+                places[job.id] = (position, await notifier.queue.start_of(job, position))
+        return places
 
     @app_commands.command(name="help", description="What this bot does, prices and limits")
     async def help(self, interaction: discord.Interaction[SoraBot]) -> None:

@@ -62,12 +62,13 @@ async def test_jobs_lists_state_cost_and_link(world: World, bot: InProcessBot) -
     answer = await sora(world, "jobs")
     lines = answer.content.splitlines()
     assert lines[0] == "**Your recent videos**"
-    newest, oldest = lines[1], lines[2]  # newest first
+    newest, oldest = lines[1], lines[3]  # newest first, each followed by its prompt, quoted
+    assert lines[2] == lines[4] == "> a red fox running through snow"
     assert newest.startswith("❌ Failed · 4 s · 9:16 · 100 credits")
     assert jobs[1].error_message and jobs[1].error_message in newest
     assert oldest.startswith("✅ Done · 4 s · 16:9 · 100 credits")
     link = f"https://discord.com/channels/{world.guild.id}/{world.channel.id}/{posted.id}"
-    assert f"[result]({link})" in oldest
+    assert f"[open the video]({link})" in oldest
 
     other = await sora(world, "jobs", user=world.other)  # only the caller's own jobs
     assert "haven't made any videos" in other.content
