@@ -5,7 +5,10 @@ After each, the ledger is verified: nothing charged twice, nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
+
+from PIL import Image
 
 from bot.discord_app.items import button_id
 from tests.e2e.harness import (
@@ -173,4 +176,164 @@ async def test_cancel_of_an_erased_or_admin_refunded_job(world: World, bot: InPr
     text = (await private_reply(await press(world, gone, world.member))).content
     assert "no longer known" in text and "Nothing was charged" in text
     assert_friendly(text)
+    assert await bot.db.ledger.verify() == []
+
+
+# ---- Edit and Extend ------------------------------------------------------------------------------------------
+
+def form_fields(modal: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The form's inputs by custom id (each inside its label)."""
+    return {comp["component"]["custom_id"]: comp["component"] for comp in modal["components"]}
+
+
+def preselected(field: dict[str, Any]) -> list[str]:
+    return [o["value"] for o in field.get("options", []) if o.get("default")]
+
+
+async def delivered(world: World, bot: InProcessBot, count: int = 1, **options: Any) -> Any:
+    """A delivered job of `world.member` (no cooldown in these tests: each presses right after)."""
+    await bot.db.guilds.update(world.guild.id, cooldown_seconds=0)
+    await accepted(await world.generate(**options))
+    job = (await bot.wait_finished(count))[-1]
+    assert job.state == "delivered", job.error_message
+    return job
+
+
+async def confirm(world: World, inter: Any, user: Any, cost: int) -> Any:
+    """The private, priced confirmation a form (or a press) leads to; Yes pressed; the accepting answer."""
+    offer = await private_reply(inter)
+    assert f"**{cost} credits**" in offer.content, offer.content
+    return await world.fake.press_button(offer, next(i for i in custom_ids(offer) if i.endswith(":yes")), user.id)
+
+
+async def test_edit_is_prefilled_confirmed_and_charged_to_the_presser(world: World, bot: InProcessBot) -> None:
+    job = await delivered(world, bot, prompt="a red fox in the snow", duration=4, aspect_ratio="16:9")
+    menu = await press(world, job, world.other, "edit")
+    assert (await menu.wait_response(3)).type == 9
+    fields = form_fields(menu.modal)
+    assert fields["prompt"]["value"] == "a red fox in the snow"
+    assert preselected(fields["duration"]) == ["4"] and preselected(fields["aspect_ratio"]) == ["16:9"]
+
+    submit = await world.fake.submit_modal(menu, {"prompt": "a red fox in the rain", "duration": "8",
+                                                  "aspect_ratio": "9:16"})
+    answer = await accepted(await confirm(world, submit, world.other, 200))
+    assert "200 credits" in answer.content
+    done = await bot.wait_finished(2)
+    edited = done[-1]
+    assert (edited.user_id, edited.prompt, edited.duration, edited.aspect_ratio, edited.state) == (
+        world.other.id, "a red fox in the rain", 8, "9:16", "delivered")
+    assert await ledger_kinds(bot, edited.id) == ["hold", "charge"]
+    assert await balance_of(bot, world, world.other) == (0, 0)  # 200 - 200: charged to whoever pressed
+    assert await balance_of(bot, world, world.member) == (100, 0)  # the first video only
+    assert await bot.db.ledger.verify() == []
+
+
+async def test_edit_form_left_open_twenty_minutes_still_works_and_a_stale_confirmation_charges_nothing(
+        world: World, bot: InProcessBot) -> None:
+    job = await delivered(world, bot)
+    menu = await press(world, job, world.member, "edit")
+    await menu.wait_response(3)
+    world.fake.clock.advance(20 * 60)  # the press's token is dead; the form answers from its own values
+    offer = await private_reply(await world.fake.submit_modal(menu, {"prompt": "the fox sleeps"}))
+    assert "**100 credits**" in offer.content, offer.content
+    world.fake.clock.advance(20 * 60)  # the confirmation itself expires (15 minutes)
+    yes = await world.fake.press_button(offer, next(i for i in custom_ids(offer) if i.endswith(":yes")),
+                                        world.member.id)
+    text = (await private_reply(yes)).content
+    assert "no longer open" in text and "Nothing was charged" in text
+    assert len(await bot.db.fetchall("SELECT id FROM jobs")) == 1
+    assert await balance_of(bot, world, world.member) == (100, 0)
+    assert await bot.db.ledger.verify() == []
+
+
+async def test_a_confirmation_pressed_twice_makes_one_video(world: World, bot: InProcessBot) -> None:
+    job = await delivered(world, bot)
+    menu = await press(world, job, world.other, "edit")
+    await menu.wait_response(3)
+    offer = await private_reply(await world.fake.submit_modal(menu, {"prompt": "twice"}))
+    yes_id = next(i for i in custom_ids(offer) if i.endswith(":yes"))
+    first, second = await asyncio.gather(world.fake.press_button(offer, yes_id, world.other.id),
+                                         world.fake.press_button(offer, yes_id, world.other.id))
+    texts = [(await private_reply(first)).content, (await private_reply(second)).content]
+    assert sum("held" in t for t in texts) == 1 and sum("no longer open" in t for t in texts) == 1, texts
+    await bot.wait_finished(2)
+    assert len(await bot.db.fetchall("SELECT id FROM jobs WHERE user_id = ?", (world.other.id,))) == 1
+    assert await bot.db.ledger.verify() == []
+
+
+async def test_buttons_of_an_erased_job_and_a_confirmation_from_before_a_restart(world: World) -> None:
+    first = InProcessBot(world)
+    await first.start()
+    try:
+        job = await delivered(world, first)
+        menu = await press(world, job, world.other, "edit")
+        await menu.wait_response(3)
+        offer = await private_reply(await world.fake.submit_modal(menu, {"prompt": "before the restart"}))
+    finally:
+        await first.stop()
+    second = InProcessBot(world)
+    await second.start()
+    try:
+        yes = await world.fake.press_button(offer, next(i for i in custom_ids(offer) if i.endswith(":yes")),
+                                            world.other.id)
+        assert "no longer open" in (await private_reply(yes)).content
+        menu = await press(world, job, world.other, "edit")  # the card's buttons still work after a restart
+        assert (await menu.wait_response(3)).type == 9
+        await second.db.reports.erase(world.guild.id, world.member.id)
+        for action in ("reroll", "edit", "extend"):
+            text = (await private_reply(await press(world, job, world.other, action))).content
+            assert "no longer known" in text, (action, text)
+        submit = await world.fake.submit_modal(menu, {"prompt": "after the erasure"})  # a form opened before
+        assert "no longer known" in (await private_reply(submit)).content
+        assert len(await second.db.fetchall("SELECT id FROM jobs")) == 0
+        assert await balance_of(second, world, world.other) == (200, 0)
+        assert await second.db.ledger.verify() == []
+    finally:
+        await second.stop()
+
+
+async def test_extend_starts_from_the_last_frame_posted_to_discord(world: World, bot: InProcessBot) -> None:
+    job = await delivered(world, bot, prompt="a paper boat drifts", aspect_ratio="16:9")
+    menu = await press(world, job, world.other, "extend")
+    assert (await menu.wait_response(3)).type == 9
+    assert set(form_fields(menu.modal)) == {"prompt", "duration"}  # the shape is the video's own
+    submit = await world.fake.submit_modal(menu, {"prompt": "the boat reaches the shore"})
+    offer = await private_reply(submit, timeout=30)
+    [frame] = offer.attachments
+    assert frame.filename == "last-frame.png" and frame.content_type == "image/png"
+    with Image.open(io.BytesIO(frame.data)) as img:
+        assert min(img.size) >= 300 and img.size[0] > img.size[1]  # scaled up to the first-frame minimum
+    answer = await accepted(await world.fake.press_button(
+        offer, next(i for i in custom_ids(offer) if i.endswith(":yes")), world.other.id))
+    assert "100 credits" in answer.content
+    extended = (await bot.wait_finished(2))[-1]
+    assert extended.state == "delivered" and extended.user_id == world.other.id, extended.error_message
+    creates = world.sim.state.requests_to(CREATES, "POST")
+    assert creates[-1].json["input"]["image_urls"] == [extended.image_url]
+    assert extended.image_url and f"/attachments/{frame.id}/" in extended.image_url  # a Discord URL we checked
+    assert await ledger_kinds(bot, extended.id) == ["hold", "charge"]
+    assert await balance_of(bot, world, world.other) == (100, 0)
+    assert await bot.db.ledger.verify() == []
+
+
+async def test_extend_a_day_later_reads_the_posted_file_and_says_clearly_when_the_source_is_gone(
+        world: World, bot: InProcessBot) -> None:
+    job = await delivered(world, bot)
+    world.fake.clock.advance(25 * 3600)  # the video service's link is dead; the post still has its file
+    menu = await press(world, job, world.other, "extend")
+    await menu.wait_response(3)
+    offer = await private_reply(await world.fake.submit_modal(menu, {"prompt": "later"}), timeout=30)
+    assert offer.attachments and "**100 credits**" in offer.content, offer.content
+
+    world.fake.set_filesize_limit(world.guild.id, 20_000)  # the next video cannot be a file: a link post
+    linked = await delivered(world, bot, count=2, prompt="posted as a link")
+    assert not video_posts(world, linked.id)
+    [card] = [m for m in world.fake.channel_messages(world.channel.id)
+              if button_id("extend", linked.id) in custom_ids(m)]
+    world.fake.clock.advance(25 * 3600)
+    text = (await private_reply(await world.fake.press_button(card, button_id("extend", linked.id),
+                                                              world.other.id))).content
+    assert "no longer available" in text and "24 hours" in text and "Nothing was charged" in text, text
+    assert_friendly(text)
+    assert await balance_of(bot, world, world.other) == (200, 0)
     assert await bot.db.ledger.verify() == []
