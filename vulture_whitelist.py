@@ -10,9 +10,10 @@ _.interaction_check  # CommandTree / Cog / View hook
 _.on_error  # CommandTree / Modal hook
 _.on_submit  # Modal hook
 _.from_custom_id  # DynamicItem hook: rebuilds the Re-roll button from its custom_id after a restart
-_.on_connect  # Client events: the gateway table /healthz reads
-_.on_resumed
-_.on_disconnect
+_.on_shard_connect  # AutoShardedBot events: the gateway table /healthz reads, per shard
+_.on_shard_resumed
+_.on_shard_disconnect
+_.before_identify_hook  # Client hook before each IDENTIFY: paced by Discord's max_concurrency buckets
 _.on_interaction  # Cog listener: the submits of our forms, which discord.py keeps no copy of
 _.cog_load  # Cog hooks
 _.cog_unload

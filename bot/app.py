@@ -23,6 +23,8 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 LOGIN_REFUSED = "sora-bot: Discord refused the token: check DISCORD_TOKEN."
+WORKER_NEEDS_POSTGRES = ("sora-bot: a worker needs DATABASE_URL (a PostgreSQL database it shares with the bot "
+                         "processes); on SQLite run a single `sora-bot run`.")
 
 
 @contextlib.asynccontextmanager
@@ -46,17 +48,23 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         yield Services(settings=settings, db=db, api=api, session=session, metrics=metrics)
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or Ctrl-C, so the process ends through bot.close() with its jobs' state on disk."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def run_bot(settings: Settings) -> int:
     """Run until SIGTERM or Ctrl-C; both end cleanly with every job's state already on disk."""
     assert settings.discord_token is not None
     point_discord_py_at(settings)
     async with open_services(settings) as services:
         bot = SoraBot(services)
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         async with bot:
             runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord")
             stopper = asyncio.create_task(stop.wait(), name="signals")
@@ -70,6 +78,34 @@ async def run_bot(settings: Settings) -> int:
             except discord.LoginFailure:
                 print(LOGIN_REFUSED, file=sys.stderr)
                 return 2
+    return 0
+
+
+async def run_worker(settings: Settings) -> int:
+    """`sora-bot worker`: drive jobs from the shared PostgreSQL database and post through Discord's REST API,
+    with no gateway connection (so no commands: the processes whose shards hold the guilds answer those).
+
+    `login()` runs the same setup_hook as `run` (runner, callback server, /metrics and /healthz) but no
+    shard ever connects. On SQLite there is nothing to share: one line, exit 2.
+    """
+    if settings.database_url is None:
+        print(WORKER_NEEDS_POSTGRES, file=sys.stderr)
+        return 2
+    assert settings.discord_token is not None
+    point_discord_py_at(settings)
+    async with open_services(settings) as services:
+        bot = SoraBot(services, sync_on_start=False, gateway=False)
+        stop = _stop_on_signals()
+        async with bot:
+            try:
+                await bot.login(settings.discord_token.get_secret_value())
+            except discord.LoginFailure:
+                print(LOGIN_REFUSED, file=sys.stderr)
+                return 2
+            log.info("worker running: no gateway; driving jobs and posting over REST")
+            await stop.wait()
+            log.info("shutting down")
+            await bot.close()
     return 0
 
 

@@ -40,6 +40,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(run_bot(settings))
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from bot.app import run_worker
+
+    settings = _settings()
+    return asyncio.run(run_worker(settings))
+
+
 def _cmd_sync(args: argparse.Namespace) -> int:
     from bot.app import sync_commands
 
@@ -63,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the bot (same as python -m bot)")
     run.set_defaults(func=_cmd_run)
+
+    worker = sub.add_parser("worker", help="drive jobs from a shared PostgreSQL database (DATABASE_URL) with no "
+                                         "gateway connection: post over REST, answer no commands")
+    worker.set_defaults(func=_cmd_worker)
 
     sync = sub.add_parser("sync", help="register the slash commands with Discord")
     sync.add_argument(

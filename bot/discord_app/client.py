@@ -1,4 +1,10 @@
-"""The Discord client: wires the injected services, the job runner and its Discord notifier, loads the cogs."""
+"""The Discord client: wires the injected services, the job runner and its Discord notifier, loads the cogs.
+
+Always an `AutoShardedBot`: with SHARD_COUNT/SHARD_IDS it connects only those shards (Discord routes each
+guild's events to shard `(guild_id >> 22) % SHARD_COUNT`, so another process serves the rest); without them it
+asks Discord how many shards to run and connects them all, one process as before. `gateway=False` is the
+worker: it logs in over REST, drives jobs and posts, and never connects a shard or handles a command.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from bot.config import Settings
 from bot.discord_app import ops
 from bot.discord_app.command_sync import sync_if_changed
 from bot.discord_app.notifier import DiscordNotifier
-from bot.discord_app.ops import GatewayState
+from bot.discord_app.ops import GatewayState, IdentifyGate
 from bot.discord_app.tree import SoraTree
 from bot.jobs.runner import JobRunner
 from bot.jobs.settings import RunnerSettings
@@ -31,13 +37,15 @@ COGS = ("cogs.sora", "cogs.admin")
 GUILD_READY_TIMEOUT = 2.0  # seconds discord.py waits after the last GUILD_CREATE before on_ready (its default)
 
 
-class SoraBot(commands.Bot):
+class SoraBot(commands.AutoShardedBot):
     """The bot: owns the job runner and callback server; everything else is injected."""
 
     def __init__(self, services: Services, *, sync_on_start: bool = True, start_jobs: bool = True,
-                 guild_ready_timeout: float = GUILD_READY_TIMEOUT, clock: Callable[[], float] = time.time) -> None:
+                 guild_ready_timeout: float = GUILD_READY_TIMEOUT, clock: Callable[[], float] = time.time,
+                 gateway: bool = True) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
+        settings = services.settings
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -45,7 +53,10 @@ class SoraBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
             guild_ready_timeout=guild_ready_timeout,  # tests shorten it: their guilds all arrive at once
+            shard_count=settings.shard_count,
         )
+        if settings.shard_ids is not None:  # only these shards (config checked them against the count)
+            self.shard_ids = list(settings.shard_ids)
         self.services = services
         self.settings = services.settings
         self.db = services.db
@@ -59,7 +70,8 @@ class SoraBot(commands.Bot):
         self._ops: OpsServer | None = None
         self._lag: asyncio.Task[None] | None = None
         self.gateway_state = GatewayState()
-        self.has_gateway = True
+        self.has_gateway = gateway  # False: a worker (REST only); /healthz then has no gateway section
+        self.identify_gate = IdentifyGate()
 
     @property
     def tree(self) -> SoraTree:
@@ -91,15 +103,16 @@ class SoraBot(commands.Bot):
             schedule=PollSchedule().scaled(s.time_scale),
             metrics=self.services.metrics,
         )
-        for name in COGS:
-            await self.load_extension(name)
+        if self.has_gateway:  # a worker receives no interactions: it has no commands to answer
+            for name in COGS:
+                await self.load_extension(name)
         if not self.start_jobs:
             return
         if s.callback_public_url:
             self._callbacks = CallbackServer(self.db, self.runner, s.callback_host, s.callback_port)
             await self._callbacks.start()
         await self._start_ops()
-        if self.sync_on_start:
+        if self.sync_on_start and self.has_gateway:
             await self.sync_commands(s.dev_guild_id, only_if_changed=True)
         resumed = await self.runner.start()
         log.info("bot ready to work", extra={"resumed_jobs": resumed})
@@ -125,17 +138,32 @@ class SoraBot(commands.Bot):
         await self._ops.start()
 
     def shard_latencies(self) -> list[tuple[int, float]]:
-        return [(0, self.latency)]
+        """Heartbeat latency of each shard this process connected."""
+        return list(self.latencies)
 
-    # discord.py's connection events keep the gateway table of /healthz up to date
-    async def on_connect(self) -> None:
-        self.gateway_state.up(None)
+    def expected_shards(self) -> list[int]:
+        """The shards this process is meant to hold (known once discord.py asked Discord for the count)."""
+        if not self.has_gateway:
+            return []
+        if self.shard_ids is not None:
+            return list(self.shard_ids)
+        return list(range(self.shard_count or 0))
 
-    async def on_resumed(self) -> None:
-        self.gateway_state.up(None)
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Pace IDENTIFYs as Discord allows: one per 5 s per concurrency bucket (`shard_id % max_concurrency`),
+        instead of discord.py's flat 5 s before every shard but the first (so `initial` does not matter)."""
+        del initial
+        await self.identify_gate.wait(shard_id or 0, self.fetch_session_start_limits)
 
-    async def on_disconnect(self) -> None:
-        self.gateway_state.down(None)
+    # discord.py's per-shard connection events keep the gateway table of /healthz up to date
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self.gateway_state.up(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.gateway_state.up(shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.gateway_state.down(shard_id)
 
     async def close(self) -> None:
         if self.runner is not None:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
 
 from bot.ops.server import Health
 
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DB_TIMEOUT = 2.0
+IDENTIFY_INTERVAL = 5.0  # Discord: one IDENTIFY per 5 s per concurrency bucket
 
 
 class GatewayState:
@@ -32,13 +37,43 @@ class GatewayState:
     def down(self, shard: int | None) -> None:
         self.connected[shard or 0] = False
 
+    def table(self, expected: list[int]) -> dict[int, bool]:
+        """Every shard this process holds or should hold: one it never connected counts as down."""
+        return {**dict.fromkeys(expected, False), **self.connected}
+
+
+class IdentifyGate:
+    """Discord's IDENTIFY rate limit: shards in one bucket (`shard_id % max_concurrency`) start 5 s apart,
+    shards in different buckets at once. `max_concurrency` comes from `GET /gateway/bot` the first time; if that
+    cannot be read, 1 (the strictest: every shard 5 s after the previous one, as discord.py does by default)."""
+
+    def __init__(self, interval: float = IDENTIFY_INTERVAL) -> None:
+        self.interval = interval
+        self.max_concurrency: int | None = None
+        self._next: dict[int, float] = {}  # bucket -> earliest loop time of its next IDENTIFY
+
+    async def wait(self, shard_id: int, limits: Callable[[], Awaitable[Any]]) -> None:
+        if self.max_concurrency is None:
+            try:
+                self.max_concurrency = max(1, int((await limits()).max_concurrency))
+            except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError, KeyError, ValueError):
+                log.warning("could not read the IDENTIFY concurrency; starting shards 5 s apart")
+                self.max_concurrency = 1
+        bucket = shard_id % self.max_concurrency
+        now = asyncio.get_running_loop().time()
+        at = max(now, self._next.get(bucket, now))
+        self._next[bucket] = at + self.interval  # reserved before sleeping: shards of one bucket queue up
+        if at > now:
+            log.info("waiting to identify", extra={"shard": shard_id, "seconds": round(at - now, 2)})
+            await asyncio.sleep(at - now)
+
 
 async def probe(bot: SoraBot) -> Health:
     """The health checks: gateway shards (when this process has a gateway), database, upstream intake."""
     problems: list[str] = []
     details: dict[str, object] = {}
     if bot.has_gateway:
-        shards = bot.gateway_state.connected
+        shards = bot.gateway_state.table(bot.expected_shards())
         details["gateway"] = {str(k): v for k, v in sorted(shards.items())}
         down = [str(k) for k, v in sorted(shards.items()) if not v]
         if not shards:

@@ -429,3 +429,107 @@ async def final_status(world: World, job: Job, word: str = "Done", timeout: floa
     return await world.fake.wait_for(
         lambda: (m := world.fake.message(job.status_message_id or 0)) is not None and word in (m.content or "") and m,
         timeout=timeout, what=f"status message saying {word!r}")
+
+
+# ---- several bot processes on one PostgreSQL database (scale-out tests) ----------------------------------------
+
+
+class BotProcess:
+    """One `python -m bot VERB` (`run` on some shards, or `worker`) of several sharing the world's PostgreSQL
+    database, each with its own log (`NAME.log`, checked for ERROR lines like every child's) and /healthz."""
+
+    def __init__(self, world: World, name: str, verb: str = "run", env: dict[str, str] | None = None) -> None:
+        from tests.helpers import free_port
+
+        self.world, self.name, self.verb = world, name, verb
+        self.metrics_port = free_port()
+        self.env = {"METRICS_PORT": str(self.metrics_port), **(env or {})}
+        self.log = world.tmp / f"{name}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 60.0) -> BotProcess:
+        """Spawn it and return once its /healthz answers 200 (for `run`: every shard of it connected)."""
+        env = {**os.environ, **self.world.env(), **self.env, "PYTHONPATH": str(ROOT)}
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", self.verb, cwd=self.world.tmp, env=env,
+                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
+            )
+        await self.wait_health(200, timeout)
+        return self
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """(status, body) of its /healthz; (0, {}) while nothing listens."""
+        import json
+
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                return resp.status, dict(json.loads(await resp.text()))
+        except (aiohttp.ClientError, TimeoutError):
+            return 0, {}
+
+    async def wait_health(self, status: int, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll /healthz every 50 ms until it answers `status`; fails at once if the process ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.returncode is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
+            got, body = await self.health()
+            if got == status:
+                return body
+            if loop.time() > deadline:
+                raise TimeoutError(f"{self.name}: /healthz still {got} {body} after {timeout} s")
+            await asyncio.sleep(0.05)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    async def stop(self) -> int | None:
+        """SIGTERM (after SIGCONT, in case it is paused) and wait; a process already gone is left as it is."""
+        if self.proc is None or self.proc.returncode is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.resume()
+        self.signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.kill9()
+            return await self.proc.wait()
+
+
+def shard_env(shard_id: int, count: int) -> dict[str, str]:
+    return {"SHARD_COUNT": str(count), "SHARD_IDS": str(shard_id)}
+
+
+@contextlib.asynccontextmanager
+async def bot_processes(*procs: BotProcess) -> AsyncIterator[tuple[BotProcess, ...]]:
+    """Start the processes one after another (the first applies the migrations alone) and stop them all
+    after the block, whatever happened."""
+    try:
+        for proc in procs:
+            await proc.start()
+        yield procs
+    finally:
+        for proc in procs:
+            await proc.stop()

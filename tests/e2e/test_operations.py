@@ -65,7 +65,7 @@ async def wait_health(port: int, want: int, timeout: float = 20.0) -> dict[str, 
             await asyncio.sleep(0.05)
 
 
-@pytest.mark.allow_errors(r"^discord\.client: Attempting a reconnect")  # the outage we cause
+@pytest.mark.allow_errors(r"^discord\.(client|shard): Attempting a reconnect")  # the outage we cause
 async def test_healthz_follows_the_gateway_and_the_database(world: World) -> None:
     port = free_port()
     world.extra_env["METRICS_PORT"] = str(port)
