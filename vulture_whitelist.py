@@ -27,6 +27,10 @@ _.config_refill
 _.config_limits
 _.config_channels
 _.config_words
+_.tiers_set
+_.tiers_remove
+_.tiers_show
+_.on_guild_role_delete  # Cog listener: a deleted role's tier goes with it
 _.delete_member  # also storage.reports.Reports.delete_member (test-only; storage's API is being reshaped)
 _.delete_server
 _.BASE  # discord.http.Route.BASE, read by discord.py

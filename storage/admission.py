@@ -10,6 +10,7 @@ from storage.errors import (
     ChannelNotAllowed,
     Cooldown,
     DailyBudgetExhausted,
+    DurationNotAllowed,
     NotEnoughCredits,
     TooManyJobs,
 )
@@ -20,7 +21,7 @@ from storage.periods import day_start, next_period_start, period_key
 
 
 async def check_admission(conn: Conn, now: float, settings: GuildSettings, request: NewJob, *,
-                          available: int | None = None) -> None:
+                          available: int | None = None, durations: tuple[int, ...] | None = None) -> None:
     """Raise the first refusal that applies, in the order members find most useful to hear them.
 
     Runs after the member's starting grant and refill, so the balance it checks is the one they would see.
@@ -30,7 +31,8 @@ async def check_admission(conn: Conn, now: float, settings: GuildSettings, reque
     change under it except downwards; the balance row is locked here before it is read.
 
     Raises:
-        Blocked, ChannelNotAllowed, TooManyJobs, Cooldown, DailyBudgetExhausted, NotEnoughCredits.
+        Blocked, ChannelNotAllowed, DurationNotAllowed (`durations`: what the member's tier allows),
+        TooManyJobs, Cooldown, DailyBudgetExhausted, NotEnoughCredits.
     """
     guild_id, user_id = request.guild_id, request.user_id
     reason = await blocked_reason_in(conn, guild_id, user_id)
@@ -39,6 +41,8 @@ async def check_admission(conn: Conn, now: float, settings: GuildSettings, reque
     allowed = settings.allowed_channel_ids
     if allowed and request.channel_id not in allowed and request.parent_channel_id not in allowed:
         raise ChannelNotAllowed(allowed)
+    if durations is not None and request.duration not in durations:  # the member's tier (storage.tiers)
+        raise DurationNotAllowed(request.duration, durations)
     row = await fetchone(
         conn,
         f"SELECT COUNT(*) AS n FROM jobs WHERE guild_id = ? AND user_id = ? AND state IN ({UNFINISHED_SQL})",

@@ -23,6 +23,7 @@ from storage.ledger import Ledger
 from storage.postgres import PostgresBackend
 from storage.reports import Reports
 from storage.sqlite import SQLiteBackend
+from storage.tiers import Tiers
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Database:
         self.ledger = Ledger(self)
         self.jobs = Jobs(self)
         self.reports = Reports(self)
+        self.tiers = Tiers(self)
 
     @classmethod
     async def open(cls, target: str | Path, *, clock: Callable[[], float] = time.time,

@@ -114,6 +114,16 @@ class ChannelNotAllowed(QuotaRefused):
                          "allowed.")
 
 
+class DurationNotAllowed(QuotaRefused):
+    """The member's tier (their roles) does not allow this video length; `allowed` is what it does allow."""
+
+    def __init__(self, duration: int, allowed: Sequence[int]) -> None:
+        self.duration, self.allowed = duration, tuple(allowed)
+        names = " or ".join(f"{d} s" for d in self.allowed) if self.allowed else "none"
+        super().__init__(f"Your roles here don't allow {duration}-second videos. You may make videos of {names}. "
+                         "Nothing was charged.")
+
+
 class TooManyJobs(QuotaRefused):
     """The member already has as many jobs in progress as the server allows."""
 

@@ -23,6 +23,7 @@ from storage.models import (
     Settlement,
     job_from_row,
 )
+from storage.tiers import member_settings_in, remember_roles_in
 
 if TYPE_CHECKING:
     from storage.db import Database
@@ -102,9 +103,12 @@ class Jobs:
             await conn.lock(GUILD, request.guild_id, shared=True)
             await conn.lock(ADMISSION, request.guild_id)
             now = self._db.now()
-            settings = await settings_in(conn, request.guild_id)
+            settings, durations = await member_settings_in(  # the member's tier: refill, jobs at once, durations
+                conn, await settings_in(conn, request.guild_id), request.user_id, request.role_ids)
+            if request.role_ids is not None:
+                await remember_roles_in(conn, now, request.guild_id, request.user_id, request.role_ids)
             await touch_member(conn, now, settings, request.user_id)
-            await check_admission(conn, now, settings, request)
+            await check_admission(conn, now, settings, request, durations=durations)
             await conn.execute(
                 "INSERT INTO jobs (id, guild_id, channel_id, user_id, prompt, duration, aspect_ratio, image_url, "
                 "cost, state, callback_token, interaction_application_id, interaction_token, "
@@ -136,9 +140,10 @@ class Jobs:
 
         async with self._db.snapshot() as conn:
             now = self._db.now()
-            settings = await settings_in(conn, request.guild_id)
+            settings, durations = await member_settings_in(
+                conn, await settings_in(conn, request.guild_id), request.user_id, request.role_ids)
             available = await projected_available(conn, now, settings, request.user_id)
-            await check_admission(conn, now, settings, request, available=available)
+            await check_admission(conn, now, settings, request, available=available, durations=durations)
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -13,6 +13,7 @@ integers (beyond them SQLite silently stores a REAL and balances stop adding up)
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from storage.errors import AmountOutOfRange
 from storage.guilds import GuildSettings, settings_in
 from storage.models import LedgerKind, Settlement
 from storage.periods import next_period_start, period_key
+from storage.tiers import member_settings_in
 
 if TYPE_CHECKING:
     from storage.db import Database
@@ -205,12 +207,16 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def balance(self, guild_id: int, user_id: int) -> Balance:
-        """A member's balance, after their starting grant and this period's refill if those are due."""
-        settings = await self._db.guilds.get(guild_id)
+    async def balance(self, guild_id: int, user_id: int, role_ids: Sequence[int] | None = None) -> Balance:
+        """A member's balance, after their starting grant and this period's refill if those are due.
+
+        `role_ids`: the member's roles on the interaction at hand, which decide their tier's refill (None: the
+        roles last seen, see storage.tiers).
+        """
         now = self._db.now()
-        key = period_key(settings.refill_period, now) if settings.refill_amount > 0 else None
         async with self._db.snapshot() as conn:  # fast path: nothing to write
+            settings, _ = await member_settings_in(conn, await settings_in(conn, guild_id), user_id, role_ids)
+            key = period_key(settings.refill_period, now) if settings.refill_amount > 0 else None
             row = await fetchone(
                 conn,
                 "SELECT available, held, EXISTS (SELECT 1 FROM refill_periods r WHERE r.guild_id = b.guild_id "
@@ -221,7 +227,7 @@ class Ledger:
         if row is not None and (key is None or row["refilled"]):
             return Balance(row["available"], row["held"], next_refill(settings, now))
         async with self._db.write() as conn:
-            settings = await settings_in(conn, guild_id)
+            settings, _ = await member_settings_in(conn, await settings_in(conn, guild_id), user_id, role_ids)
             await touch_member(conn, now, settings, user_id)
             available, held = await balance_in(conn, guild_id, user_id)
         return Balance(available, held, next_refill(settings, now))
@@ -238,7 +244,7 @@ class Ledger:
         delta = check_amount(delta)
         async with self._db.write() as conn:
             now = self._db.now()
-            settings = await settings_in(conn, guild_id)
+            settings, _ = await member_settings_in(conn, await settings_in(conn, guild_id), user_id)  # their tier
             await touch_member(conn, now, settings, user_id)
             available, held = await balance_in(conn, guild_id, user_id, lock=True)
             applied = max(delta, -available)
@@ -260,7 +266,7 @@ class Ledger:
         amount = check_amount(amount, low=0, what="A balance")
         async with self._db.write() as conn:
             now = self._db.now()
-            settings = await settings_in(conn, guild_id)
+            settings, _ = await member_settings_in(conn, await settings_in(conn, guild_id), user_id)  # their tier
             await touch_member(conn, now, settings, user_id)
             available, held = await balance_in(conn, guild_id, user_id, lock=True)
             _check_balance(amount, held)

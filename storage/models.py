@@ -52,6 +52,7 @@ class NewJob:
     interaction_token: str | None = field(default=None, repr=False)
     interaction_token_expires_at: float | None = None
     upload_limit: int | None = None  # bytes, as Discord stated it on the interaction
+    role_ids: tuple[int, ...] | None = None  # the member's roles on the interaction (tiers); None = last seen
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,7 +173,7 @@ class Reports:
         # exists; the permit is written and removed inside this one transaction, so it never outlives it.
         member = "" if user_id is None else " AND user_id = ?"
         params: tuple[int, ...] = (guild_id,) if user_id is None else (guild_id, user_id)
-        tables = ["ledger", "jobs", "balances", "refill_periods", "blocked_members"]
+        tables = ["ledger", "jobs", "balances", "refill_periods", "blocked_members", "member_roles"]
         counts: dict[str, int] = {}
         async with self._db.write() as conn:
             # PostgreSQL: no new member of this guild appears meanwhile (every member write holds the guild
@@ -191,6 +191,9 @@ class Reports:
             if user_id is None:
                 cursor = await conn.execute("DELETE FROM guild_settings WHERE guild_id = ?", (guild_id,))
                 counts["guild_settings"] = cursor.rowcount
+                for table in ("role_tiers", "tier_audit"):  # the server's tiers and who changed them
+                    cursor = await conn.execute(f"DELETE FROM {table} WHERE guild_id = ?", (guild_id,))
+                    counts[table] = cursor.rowcount
             await conn.execute("DELETE FROM ledger_erasure")
         # Admins read what was stored before they asked: the releases written just above are not counted.
         counts["ledger"] = int(before[0]["n"])

@@ -9,6 +9,7 @@ from bot.pricing import DURATIONS, cost, dollars
 from bot.prompts import display_prompt
 from storage.errors import ChannelNotAllowed, UserFacingError
 from storage.models import Job, JobState
+from storage.tiers import Entitlement
 
 STATE_LABELS: dict[JobState, str] = {
     "queued": "⏳ Waiting for a free slot",
@@ -220,7 +221,19 @@ def refill_text(amount: int, period: str, next_at: datetime | None) -> str:
     return f"Your balance is topped up to {amount} credits every {period.removesuffix('ly').replace('dai', 'day')}.{nxt}"
 
 
-def help_text() -> str:
+def tier_text(found: Entitlement) -> str:
+    """Which tier applies to a member and why: the tiered roles they have (most generous of each), or none."""
+    at_once = f"{found.max_jobs_per_member} video{'' if found.max_jobs_per_member == 1 else 's'} at once"
+    lengths = ", ".join(f"{d} s" for d in found.durations)
+    if not found.tiers:
+        return f"You have no tiered role here, so the server's settings apply: {at_once}, videos of {lengths}."
+    roles = ", ".join(f"<@&{t.role_id}> ({t.describe()})" for t in found.tiers[:10])
+    best = " (the most generous of each)" if len(found.tiers) > 1 else ""
+    return (f"Your tier comes from your role{'s' if len(found.tiers) > 1 else ''} {roles}{best}: {at_once}, "
+            f"videos of {lengths}.")
+
+
+def help_text(tier: str | None = None) -> str:
     prices = ", ".join(f"{d} s = {cost(d)} credits (${dollars(cost(d)):.2f})" for d in DURATIONS)
     return "\n".join([
         "**Sora video bot** — turn a prompt (and optionally a picture) into a short video with Sora 2.",
@@ -231,5 +244,9 @@ def help_text() -> str:
         "failed jobs are refunded automatically.",
         "**Limits:** prompts up to 5,000 characters; images JPEG, PNG or WebP, at most 10 MB, shortest side at "
         "least 300 px, shape between 2:5 and 5:2. Videos are 16:9 or 9:16, 4, 8 or 12 seconds.",
-        "Admins manage credits with `/sora-admin`.",
+        "• Buttons: **Cancel** on a video still waiting in the queue (its credits come back at once); on a "
+        "finished video, **Re-roll** (the same again), **Edit** (change the prompt, duration or shape) and "
+        "**Extend** (continue from its last frame). Each asks you to confirm the cost first, charged to you.",
+        *([f"**Your limits:** {tier}"] if tier else []),
+        "Admins manage credits with `/sora-admin` (and role tiers with `/sora-admin tiers`).",
     ])

@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.pricing import DURATIONS, dollars
 from bot.upstream.errors import VideoAPIError
 from cogs.admin import _charts, _text
+from cogs.admin._tiers import TierCommands, audit_lines
 from storage.db import Database
 from storage.errors import AmountOutOfRange
 from storage.models import Job
@@ -76,7 +77,8 @@ def _guild(interaction: discord.Interaction[SoraBot]) -> int:
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Manage Sora credits and settings"):
+class AdminCog(TierCommands, commands.GroupCog, group_name="sora-admin",
+               group_description="Manage Sora credits and settings"):
     """Every command re-checks Manage Server here: Discord's default permission can be overridden by admins."""
 
     quota = app_commands.Group(name="quota", description="Members' credits")
@@ -171,7 +173,9 @@ class AdminCog(commands.GroupCog, group_name="sora-admin", group_description="Ma
     @config.command(name="show", description="This server's settings")
     async def config_show(self, interaction: discord.Interaction[SoraBot]) -> None:
         settings = await self.db.guilds.get(_guild(interaction))
-        await _private(interaction, _text.settings_text(settings))
+        changes = audit_lines(await self.db.tiers.audit(_guild(interaction)))
+        tiers = ["**Tier changes** (latest first; `/sora-admin tiers show` lists them)", *changes] if changes else []
+        await _private(interaction, "\n".join([_text.settings_text(settings), *tiers]))
 
     @config.command(name="defaults", description="Starting credits for new members and the default duration")
     @app_commands.describe(starting_credits="Credits a member new to the bot starts with",

@@ -19,7 +19,7 @@ from bot.discord_app import render
 from bot.discord_app.items import JobAction, offer_buttons
 from bot.pricing import DURATIONS
 from cogs.sora import _extend, _forms
-from cogs.sora._flow import GenerationFlow, ImageSource, Refusal, image_from_message
+from cogs.sora._flow import GenerationFlow, ImageSource, Refusal, image_from_message, member_roles
 from cogs.sora._pending import AnimateForm, Offer, OfferKind, Pending
 from storage.errors import UserFacingError
 from storage.models import Job
@@ -70,9 +70,11 @@ class JobActions:
         return job
 
     async def durations_for(self, interaction: discord.Interaction[SoraBot]) -> tuple[int, ...]:
-        """The durations this member may choose (their tiers' or all)."""
-        del interaction
-        return DURATIONS
+        """The durations this member may choose: their tiers' (storage.tiers), else all; what forms offer."""
+        assert interaction.guild_id is not None
+        found = await self.bot.db.tiers.for_member(interaction.guild_id, interaction.user.id,
+                                                   member_roles(interaction))
+        return found.durations or DURATIONS
 
     # ---- buttons -------------------------------------------------------------------------------
 
@@ -186,7 +188,7 @@ class JobActions:
         except UserFacingError as exc:
             await interaction.edit_original_response(content=render.refusal_text(exc))
             return
-        balance = await self.bot.db.ledger.balance(request.guild_id, request.user_id)
+        balance = await self.bot.db.ledger.balance(request.guild_id, request.user_id, request.role_ids)
         text = render.offer_text(WHAT[offer.kind], request.cost, balance.available, request.duration,
                                  request.aspect_ratio, offer.prompt)
         key = self.offers.new_key()

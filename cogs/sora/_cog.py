@@ -14,7 +14,7 @@ from bot.discord_app.items import SORA_COG, JobAction, JobButton, OfferButton
 from bot.pricing import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_LENGTH, duration_label
 from cogs.sora import _forms
 from cogs.sora._actions import JobActions
-from cogs.sora._flow import GenerationFlow, ImageSource
+from cogs.sora._flow import GenerationFlow, ImageSource, member_roles
 from storage.models import Job
 
 if TYPE_CHECKING:
@@ -102,13 +102,16 @@ class SoraCog(commands.GroupCog, name=SORA_COG, group_name="sora",
     async def balance(self, interaction: discord.Interaction[SoraBot]) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        balance = await self.bot.db.ledger.balance(interaction.guild_id, interaction.user.id)
+        roles = member_roles(interaction)
+        balance = await self.bot.db.ledger.balance(interaction.guild_id, interaction.user.id, roles)
         settings = await self.bot.db.guilds.get(interaction.guild_id)
+        found = await self.bot.db.tiers.for_member(interaction.guild_id, interaction.user.id, roles)
         lines = [f"You have **{balance.available} credits**."]
         if balance.held:
             lines.append(f"{balance.held} more are held by videos in progress (charged only when delivered).")
-        lines.append(render.refill_text(settings.refill_amount, settings.refill_period, balance.next_refill_at))
-        await interaction.edit_original_response(content="\n".join(lines))
+        lines.append(render.refill_text(found.refill_amount, settings.refill_period, balance.next_refill_at))
+        lines.append(render.tier_text(found))
+        await interaction.edit_original_response(content="\n".join(lines)[:2000])
 
     @app_commands.command(name="jobs", description="Your recent videos, with links to them")
     async def jobs(self, interaction: discord.Interaction[SoraBot]) -> None:
@@ -129,4 +132,8 @@ class SoraCog(commands.GroupCog, name=SORA_COG, group_name="sora",
 
     @app_commands.command(name="help", description="What this bot does, prices and limits")
     async def help(self, interaction: discord.Interaction[SoraBot]) -> None:
-        await interaction.response.send_message(render.help_text(), ephemeral=True)
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        found = await self.bot.db.tiers.for_member(interaction.guild_id, interaction.user.id,
+                                                   member_roles(interaction))
+        await interaction.edit_original_response(content=render.help_text(render.tier_text(found))[:2000])

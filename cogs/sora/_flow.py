@@ -75,6 +75,12 @@ def image_from_message(message: discord.Message) -> ImageSource | None:
     return None
 
 
+def member_roles(interaction: discord.Interaction[SoraBot]) -> tuple[int, ...] | None:
+    """The member's roles as this interaction shows them (what their tier follows; no privileged intent)."""
+    user = interaction.user
+    return tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else None
+
+
 class GenerationFlow:
     """Turn an interaction into a held, queued job, or into a private, precise refusal."""
 
@@ -133,6 +139,7 @@ class GenerationFlow:
             interaction_token=interaction.token,
             interaction_token_expires_at=interaction.expires_at.timestamp(),
             upload_limit=interaction.filesize_limit,
+            role_ids=member_roles(interaction),
         )
         await bot.db.jobs.precheck(request)  # blocked, channel, limits, cooldown, budget, balance: no write
         return request
@@ -149,7 +156,7 @@ class GenerationFlow:
         log.info("job accepted", extra={"job": job.id, "guild": job.guild_id, "credits": job.cost})
         bot.runner.metrics.credits_moved("held", job.cost)
         bot.runner.launch(job)
-        balance = await bot.db.ledger.balance(job.guild_id, job.user_id)
+        balance = await bot.db.ledger.balance(job.guild_id, job.user_id, member_roles(interaction))
         return (f"Got it! {job.cost} credits are held for your {job.duration} s video and charged only when "
                 f"it's delivered (refunded if it fails). You have {balance.available} credits left. "
                 "Progress is shown in the channel.")

@@ -66,7 +66,8 @@ async def test_delete_member_removes_only_that_member(db: Database) -> None:
     await _deliver(db, ALICE, 4, guild_id=OTHER_GUILD)
     await db.guilds.block(GUILD, ALICE, "x", actor_id=BOB)
     counts = await db.reports.delete_member(GUILD, ALICE)
-    assert counts == {"ledger": 4, "jobs": 2, "balances": 1, "refill_periods": 0, "blocked_members": 1}
+    assert counts == {"ledger": 4, "jobs": 2, "balances": 1, "refill_periods": 0, "blocked_members": 1,
+                      "member_roles": 0}
     assert await db.ledger.entries(GUILD, ALICE) == []
     assert await db.jobs.recent_for_user(GUILD, ALICE) == []
     assert len(await db.ledger.entries(GUILD, BOB)) == 3
@@ -74,7 +75,7 @@ async def test_delete_member_removes_only_that_member(db: Database) -> None:
     assert await db.ledger.verify() == []
     # The ledger is append-only again after the erasure.
     assert await db.reports.delete_member(GUILD, ALICE) == {
-        "ledger": 0, "jobs": 0, "balances": 0, "refill_periods": 0, "blocked_members": 0}
+        "ledger": 0, "jobs": 0, "balances": 0, "refill_periods": 0, "blocked_members": 0, "member_roles": 0}
     # A member whose data was erased is new to the bot again.
     assert (await db.ledger.balance(GUILD, ALICE)).available == 200
 

@@ -191,6 +191,16 @@ class FakeDiscord:
         )
         return role
 
+    def delete_role(self, guild_id: int, role_id: int) -> None:
+        """The role disappears: taken from every member, announced with GUILD_ROLE_DELETE (as Discord does)."""
+        guild = self.world.guilds[guild_id]
+        guild.roles.pop(int(role_id))
+        for member in guild.members.values():
+            if int(role_id) in member.roles:
+                member.roles.remove(int(role_id))
+        self.gateway.dispatch("GUILD_ROLE_DELETE", {"guild_id": str(guild_id), "role_id": str(role_id)}, GUILDS)
+        self.notify()
+
     def _announce_guild(self, guild: Guild) -> None:
         if self.gateway.sessions:
             self.gateway.dispatch("GUILD_CREATE", self.world.guild_payload(guild), GUILDS)
