@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     admin_as,
     assert_friendly,
     ledger_kinds,
+    png,
     private_reply,
     status_message,
     video_posts,
@@ -336,4 +337,38 @@ async def test_extend_a_day_later_reads_the_posted_file_and_says_clearly_when_th
     assert "no longer available" in text and "24 hours" in text and "Nothing was charged" in text, text
     assert_friendly(text)
     assert await balance_of(bot, world, world.other) == (200, 0)
+    assert await bot.db.ledger.verify() == []
+
+
+async def test_re_roll_and_edit_after_an_admin_refund_charge_the_presser_once(world: World, bot: InProcessBot) -> None:
+    """A refunded video's buttons still work: the refund stays the first member's, the new video is the presser's;
+    Edit re-checks the first frame at the confirmation (its link may be gone) and then charges nothing."""
+    await bot.db.guilds.update(world.guild.id, cooldown_seconds=0)
+    inter = await world.generate(attachments={"image": ("frame.png", png(640, 360), "image/png")})
+    await accepted(inter)
+    [job] = await bot.wait_finished(1)
+    assert job.state == "delivered" and job.image_url, job.error_message
+    assert "Refunded" in (await private_reply(await admin_as(world, "refund", job=job.id[:8]))).content
+    offer = await private_reply(await press(world, job, world.other, "reroll"))
+    assert "Make this video again for **100 credits**? You have 200." in offer.content, offer.content
+    await accepted(await world.fake.press_button(offer, next(i for i in custom_ids(offer) if i.endswith(":yes")),
+                                                 world.other.id))
+    again = (await bot.wait_finished(2))[-1]
+    assert again.state == "delivered" and again.image_url == job.image_url  # the first frame, re-read and kept
+    assert await ledger_kinds(bot, job.id) == ["hold", "charge", "refund"]
+    assert await ledger_kinds(bot, again.id) == ["hold", "charge"]
+    assert await balance_of(bot, world, world.member) == (200, 0)
+    assert await balance_of(bot, world, world.other) == (100, 0)
+
+    [frame_id] = inter.payload["data"]["resolved"]["attachments"]
+    world.fake.world.files.pop(int(frame_id))  # the first frame is gone from Discord now: its link 404s
+    menu = await press(world, job, world.other, "edit")
+    await menu.wait_response(3)
+    offer = await private_reply(await world.fake.submit_modal(menu, {"prompt": "edited"}))
+    yes = await world.fake.press_button(offer, next(i for i in custom_ids(offer) if i.endswith(":yes")),
+                                        world.other.id)
+    text = (await private_reply(yes)).content  # the first frame is re-checked at the confirmation
+    assert "first frame's link has expired" in text and "Nothing was charged" in text, text
+    assert await balance_of(bot, world, world.other) == (100, 0)
+    assert len(await bot.db.fetchall("SELECT id FROM jobs")) == 2
     assert await bot.db.ledger.verify() == []
