@@ -78,6 +78,8 @@ class Settings:
     sentry_dsn: Secret | None = None
     shard_count: int | None = None  # SHARD_COUNT: the bot's total shards; None: Discord's recommendation
     shard_ids: tuple[int, ...] | None = None  # SHARD_IDS: the shards this process connects; None: all of them
+    job_lease_seconds: float = 30.0  # JOB_LEASE_SECONDS: a process's claim on a job lasts this long unrenewed
+    process_name: str | None = None  # SORA_PROCESS_NAME: this process in metrics, Sentry and job leases
 
     @property
     def database(self) -> str | Path:
@@ -260,5 +262,7 @@ def load_settings(
         metrics_port=opt("METRICS_PORT", lambda n, v: _int(n, v, minimum=1, maximum=65535), None),
         sentry_dsn=opt("SENTRY_DSN", lambda n, v: Secret(_url(n, v)), None),
         shard_count=shard_count,
+        job_lease_seconds=opt("JOB_LEASE_SECONDS", lambda n, v: _float(n, v, minimum=1.0), 30.0),
+        process_name=get("SORA_PROCESS_NAME"),
         shard_ids=shard_ids,
     )

@@ -12,6 +12,8 @@ interface, so a repository never asks which backend it runs on:
   PostgreSQL and truncate on SQLite).
 - `whole_number(column)`: whether a value is an integer (`typeof()` on SQLite, where any column can hold
   any type; always true for PostgreSQL's BIGINT columns).
+- `skip_locked`, `live_process(column)`: what job claims need (storage.leases): skip rows another claim has
+  locked; whether the process owning a lease is still alive.
 
 Everything else — `ON CONFLICT … DO NOTHING/UPDATE`, `RETURNING`, `COUNT(*) FILTER`, partial indexes — is
 written once and means the same on both.
@@ -33,6 +35,7 @@ T = TypeVar("T")
 GUILD = "guild"  # shared by every write to a guild's members and jobs, exclusive for erasing them
 ADMISSION = "admission"  # one admission at a time per guild: quotas that span members (daily budget)
 SETTINGS = "settings"  # one settings change at a time per guild (read, merge, write)
+SLOTS = "slots"  # one slot grant at a time, bot-wide: MAX_RUNNING_JOBS and the per-server limits, in FIFO order
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Conn(Protocol):
 
     backend: str  # "sqlite" | "postgresql"
     for_update: str
+    skip_locked: str  # " FOR UPDATE SKIP LOCKED" where several processes claim at once, else ""
 
     async def execute(self, sql: str, params: Params = ()) -> Result:
         """Run one statement; raises `ConstraintViolation` when the schema refuses it."""
@@ -71,6 +75,34 @@ class Conn(Protocol):
     def whole_number(self, column: str) -> str:
         """SQL that is true when `column` holds an integer (SQLite lets any column hold any type)."""
         ...
+
+    def live_process(self, column: str) -> str:
+        """SQL that is true when the process named by `column` is alive: it holds a session of this database
+        named after it (PostgreSQL; a kill -9 closes it at once), or a row in `processes` (SQLite, where the
+        single-process guard lets only one process register at a time)."""
+        ...
+
+
+class Presence(Protocol):
+    """A process's standing presence in the database: how others see it alive, and where wake-ups reach it."""
+
+    @property
+    def alive(self) -> bool:
+        """False once the session is gone (then others may already have taken this process's jobs)."""
+        ...
+
+    async def close(self) -> None:
+        """Leave (idempotent)."""
+        ...
+
+
+class NoPresence:
+    """SQLite's presence: one process per file, nothing to tell anyone, no notifications."""
+
+    alive = True
+
+    async def close(self) -> None:
+        return None
 
 
 def translate_placeholders(sql: str) -> str:

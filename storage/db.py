@@ -16,9 +16,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from storage import postgres
-from storage.conn import Conn, Params, Row
+from storage.conn import Conn, Params, Presence, Row
+from storage.guard import hold_sqlite
 from storage.guilds import Guilds
 from storage.jobs import Jobs
+from storage.leases import Leases
 from storage.ledger import Ledger
 from storage.postgres import PostgresBackend
 from storage.reports import Reports
@@ -48,6 +50,7 @@ class Database:
         self.guilds = Guilds(self)
         self.ledger = Ledger(self)
         self.jobs = Jobs(self)
+        self.leases = Leases(self)
         self.reports = Reports(self)
         self.tiers = Tiers(self)
 
@@ -114,6 +117,30 @@ class Database:
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         """Run one query outside any transaction and return its first row."""
         return await self._backend.fetchone(sql, params)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may share this database's jobs (PostgreSQL); SQLite serves one process."""
+        return self.backend == "postgresql"
+
+    def hold_single_process(self) -> Callable[[], None]:
+        """SQLite: take the lock that keeps a second process from driving this file's jobs (storage.guard), and
+        return its release; PostgreSQL: nothing to hold (processes share it through leases).
+
+        Raises:
+            DatabaseInUse: another process holds this SQLite file.
+        """
+        if self.path is None:
+            return lambda: None
+        return hold_sqlite(self.path)
+
+    async def notify(self, payload: str) -> None:
+        """Wake the other processes (PostgreSQL NOTIFY on one channel); nothing on SQLite, one process per file."""
+        await self._backend.notify(payload)
+
+    async def open_presence(self, name: str, on_message: Callable[[str], None]) -> Presence:
+        """Be seen alive under `name` until closed, and hear other processes' wake-ups (storage.leases)."""
+        return await self._backend.open_presence(name, on_message)
 
     async def ping(self) -> None:
         """One trivial query: raises when the database does not answer (health checks)."""

@@ -59,6 +59,28 @@ class JobNotFound(StorageError, LookupError):
         self.job_id = job_id
 
 
+class LeaseLost(StorageError):
+    """This process no longer holds the job's lease (another claimed it, or the row is gone): nothing was written.
+
+    Raised by every write made with a `Lease` whose owner or fence no longer matches the row, so a process that
+    was paused, cut off or too slow to renew can neither charge, nor mark, nor post for that job.
+    """
+
+    def __init__(self, job_id: str, owner: str, fence: int) -> None:
+        super().__init__(f"job {job_id}: lease {owner}#{fence} lost")
+        self.job_id = job_id
+
+
+class DatabaseInUse(StorageError):
+    """Another process already drives jobs from this SQLite file; its sentence is the one line the operator reads."""
+
+    def __init__(self, path: str, pid: str) -> None:
+        who = f" (pid {pid})" if pid else ""
+        super().__init__(f"{path} is in use by another sora-bot process{who}; one SQLite file serves one process: "
+                         "set DATABASE_URL to a PostgreSQL database to run several")
+        self.path = path
+
+
 class IllegalTransition(StorageError, ValueError):
     """A job was asked to move to a state it cannot reach from where it is."""
 

@@ -11,6 +11,7 @@ from storage.admission import check_admission
 from storage.conn import ADMISSION, GUILD, Conn, fetchall, fetchone
 from storage.errors import IllegalTransition, JobEnded, JobNotFound
 from storage.guilds import settings_in
+from storage.leases import Lease, check_lease, lease_for
 from storage.ledger import add_entry, settle_in, touch_member
 from storage.models import (
     IN_SLOT_SQL,
@@ -41,7 +42,8 @@ ERASED = "erased"  # error_code of a job ended because an admin erased its membe
 CANCELLED = "cancelled"  # error_code of a queued job its requester (or an admin) cancelled
 # Columns set_state() may change; everything else (ids, money, request) is fixed at creation.
 _MUTABLE = frozenset(JOB_COLUMNS) - {"id", "seq", "guild_id", "user_id", "cost", "state", "callback_token",
-                                      "created_at", "updated_at", "prompt", "duration", "aspect_ratio"}
+                                      "created_at", "updated_at", "prompt", "duration", "aspect_ratio",
+                                      "owner", "fence"}  # leases: storage.leases only
 
 
 async def _job_in(conn: Conn, job_id: str, *, lock: bool = False) -> Job:
@@ -156,12 +158,13 @@ class Jobs:
         row = await self._db.fetchone("SELECT * FROM jobs WHERE callback_token = ?", (token,))
         return None if row is None else job_from_row(row)
 
-    async def set_state(self, job_id: str, state: JobState, **fields: Any) -> Job:
+    async def set_state(self, job_id: str, state: JobState, *, lease: Lease | None = None, **fields: Any) -> Job:
         """Move a job forward and update some of its columns in one transaction.
 
         Raises:
             JobNotFound: no such job.
             IllegalTransition: the move is not allowed (delivered/failed go through finish_*()).
+            LeaseLost: `lease` (or the lease of the job this task drives) no longer matches the row.
             ValueError: a field that cannot be changed.
         """
         unknown = set(fields) - _MUTABLE
@@ -169,12 +172,13 @@ class Jobs:
             raise ValueError(f"cannot set job fields {sorted(unknown)}")
         async with self._db.write() as conn:
             job = await _job_in(conn, job_id, lock=True)
+            check_lease(job, lease_for(job_id, lease))
             if state not in TRANSITIONS.get(job.state, frozenset()) or state in ("delivered", "failed"):
                 raise IllegalTransition(job_id, job.state, state)
             await self._update(conn, job_id, state=state, **fields)
             return await _job_in(conn, job_id)
 
-    async def mark_submitting(self, job_id: str) -> Job:
+    async def mark_submitting(self, job_id: str, *, lease: Lease | None = None) -> Job:
         """Record, before it is sent, that a create is about to go out: counted, and its answer outstanding.
 
         Written first so that the bound on creates holds across restarts and a restart finding
@@ -186,6 +190,7 @@ class Jobs:
         """
         async with self._db.write() as conn:
             job = await _job_in(conn, job_id, lock=True)
+            check_lease(job, lease_for(job_id, lease))  # the last word before a create that bills the operator
             if job.state == "failed":  # cancelled while it waited (cancel_queued): too late for a create now
                 raise JobEnded(job_id, job.state, "submitting")
             if job.state not in ("queued", "submitting"):
@@ -194,12 +199,12 @@ class Jobs:
                                submitted_at=self._db.now())
             return await _job_in(conn, job_id)
 
-    async def mark_create_refused(self, job_id: str) -> Job:
+    async def mark_create_refused(self, job_id: str, *, lease: Lease | None = None) -> Job:
         """The create's answer proved no task was made (429, 5xx, not connected): sending again is safe."""
-        return await self.set_state(job_id, "submitting", create_inflight=0)
+        return await self.set_state(job_id, "submitting", lease=lease, create_inflight=0)
 
-    async def mark_running(self, job_id: str, task_id: str) -> Job:
-        return await self.set_state(job_id, "running", task_id=task_id, create_inflight=0)
+    async def mark_running(self, job_id: str, task_id: str, *, lease: Lease | None = None) -> Job:
+        return await self.set_state(job_id, "running", lease=lease, task_id=task_id, create_inflight=0)
 
     async def count_unconfirmed(self, guild_id: int | None = None) -> int:
         """Jobs refunded because a create's answer never came: each may be a task the operator paid for."""
@@ -208,10 +213,12 @@ class Jobs:
                                       (guild_id,) if guild_id is not None else ())
         return int(row["n"]) if row else 0
 
-    async def mark_completed(self, job_id: str, result_url: str, expires_at: float | None) -> Job:
-        return await self.set_state(job_id, "completed", result_url=result_url, result_expires_at=expires_at)
+    async def mark_completed(self, job_id: str, result_url: str, expires_at: float | None, *,
+                             lease: Lease | None = None) -> Job:
+        return await self.set_state(job_id, "completed", lease=lease, result_url=result_url,
+                                    result_expires_at=expires_at)
 
-    async def finish_delivered(self, job_id: str, message_url: str | None) -> bool:
+    async def finish_delivered(self, job_id: str, message_url: str | None, *, lease: Lease | None = None) -> bool:
         """Mark the job delivered and charge its hold, together; False if it had already finished.
 
         If an admin released the hold earlier, the job is delivered without a charge. The interaction token is
@@ -221,9 +228,11 @@ class Jobs:
             JobNotFound: no such job.
             IllegalTransition: the job is not completed yet.
         """
-        return await self._finish(job_id, "delivered", "charge", "video delivered", delivered_message_url=message_url)
+        return await self._finish(job_id, "delivered", "charge", "video delivered", lease,
+                                  delivered_message_url=message_url)
 
-    async def finish_failed(self, job_id: str, error_code: str, error_message: str) -> bool:
+    async def finish_failed(self, job_id: str, error_code: str, error_message: str, *,
+                            lease: Lease | None = None) -> bool:
         """Mark the job failed and release its hold, together; False if it had already finished.
 
         The interaction token is forgotten in the same transaction: a caller that still wants to tell the
@@ -232,13 +241,16 @@ class Jobs:
         Raises:
             JobNotFound: no such job.
         """
-        return await self._finish(job_id, "failed", "release", f"job failed: {error_code}", error_code=error_code,
+        return await self._finish(job_id, "failed", "release", f"job failed: {error_code}", lease, error_code=error_code,
                                   error_message=error_message)
 
-    async def _finish(self, job_id: str, state: JobState, settlement: Settlement, reason: str, **fields: Any) -> bool:
-        """The one way a job ends: its state and its settlement in one transaction, at most once."""
+    async def _finish(self, job_id: str, state: JobState, settlement: Settlement, reason: str,
+                      lease: Lease | None, **fields: Any) -> bool:
+        """The one way a job ends: its state and its settlement in one transaction, at most once (and, with a
+        lease, only by its holder: a process that lost the job can neither charge nor release)."""
         async with self._db.write() as conn:
             job = await _job_in(conn, job_id, lock=True)
+            check_lease(job, lease_for(job_id, lease))
             if job.is_finished:
                 return False
             if state not in TRANSITIONS[job.state]:
@@ -271,10 +283,11 @@ class Jobs:
         log.info("job %s cancelled while queued; hold released", job_id)
         return True
 
-    async def set_status_message(self, job_id: str, channel_id: int, message_id: int) -> None:
+    async def set_status_message(self, job_id: str, channel_id: int, message_id: int, *,
+                                 lease: Lease | None = None) -> None:
         """Remember the bot's own public status message, so edits survive a restart."""
         async with self._db.write() as conn:
-            await _job_in(conn, job_id, lock=True)
+            check_lease(await _job_in(conn, job_id, lock=True), lease_for(job_id, lease))
             await self._update(conn, job_id, status_channel_id=channel_id, status_message_id=message_id)
 
     async def forget_expired_interactions(self, now: float) -> int:

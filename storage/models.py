@@ -92,6 +92,8 @@ class Job:
     upload_limit: int | None = None
     create_inflight: int = 0  # 1 while a create's answer is outstanding: a billed task may exist
     submitted_at: float | None = None  # when the last create was sent
+    owner: str | None = None  # the process whose lease lets it drive the job (storage.leases; expiry not kept here)
+    fence: int = 0  # grows on every claim: a write carrying an older fence is refused (LeaseLost)
 
     @property
     def is_finished(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from functools import lru_cache
 from typing import Any
@@ -53,6 +53,7 @@ def lock_key(name: str, key: int) -> int:
 
 
 MIGRATION_LOCK = lock_key("migrations", 0)
+NOTIFY_CHANNEL = "sora_jobs"  # the one channel of wake-ups between processes (storage.leases)
 
 
 @lru_cache(maxsize=2048)
@@ -71,6 +72,7 @@ class PgConn:
 
     backend = "postgresql"
     for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.raw = conn
@@ -110,6 +112,27 @@ class PgConn:
 
     def whole_number(self, column: str) -> str:
         return f"({column}) IS NOT NULL"  # BIGINT columns hold nothing but whole numbers
+
+    def live_process(self, column: str) -> str:
+        # Each process holds a session named after it (storage.postgres.Presence) for its whole life; the server
+        # drops a killed process's session when its socket closes, so its leases are free at once.
+        return f"EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = {column})"
+
+
+class PgPresence:
+    """`storage.conn.Presence` on PostgreSQL: one named, listening session."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def alive(self) -> bool:
+        return not self._conn.is_closed()
+
+    async def close(self) -> None:
+        if not self._conn.is_closed():
+            with suppress(Exception):
+                await self._conn.close(timeout=5)
 
 
 class PostgresBackend:
@@ -168,6 +191,24 @@ class PostgresBackend:
                     await to_the_end(transaction.rollback())
                 raise
             await to_the_end(transaction.commit())
+
+    async def notify(self, payload: str) -> None:
+        """Wake every process listening (NOTIFY, delivered once the statement commits: at once here)."""
+        await self._pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+
+    async def open_presence(self, name: str, on_message: Callable[[str], None]) -> PgPresence:
+        """A dedicated session named `name` for this process's life, listening on the wake-up channel.
+
+        Other processes read its liveness from pg_stat_activity (PgConn.live_process): when this process dies the
+        server drops the session as soon as its socket closes, and its leases may be claimed at once.
+        """
+        conn = await asyncpg.connect(self.url, server_settings={"application_name": name})
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, lambda _c, _pid, _ch, payload: on_message(str(payload)))
+        except BaseException:
+            await conn.close()
+            raise
+        return PgPresence(conn)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[PgConn]:

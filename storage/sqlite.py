@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
-from storage.conn import Params, Result, Row, to_the_end
+from storage.conn import NoPresence, Params, Result, Row, to_the_end
 from storage.errors import ConstraintViolation
 from storage.migrate import migrate
 
@@ -28,6 +28,7 @@ class SQLiteConn:
 
     backend = "sqlite"
     for_update = ""  # one writer at a time (BEGIN IMMEDIATE behind a lock) already excludes everyone else
+    skip_locked = ""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.raw = conn
@@ -65,6 +66,10 @@ class SQLiteConn:
 
     def whole_number(self, column: str) -> str:
         return f"typeof({column}) = 'integer'"
+
+    def live_process(self, column: str) -> str:
+        # One process per file (the guard): registering removes the rows of earlier runs, so only live ones remain.
+        return f"{column} IN (SELECT name FROM processes)"
 
 
 class SQLiteBackend:
@@ -136,6 +141,12 @@ class SQLiteBackend:
             except BaseException:
                 await to_the_end(_end_transaction(conn, "ROLLBACK"))
                 raise
+
+    async def notify(self, payload: str) -> None:
+        return None  # one process per file: nobody else to wake
+
+    async def open_presence(self, name: str, on_message: Callable[[str], None]) -> NoPresence:
+        return NoPresence()
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[SQLiteConn]:

@@ -24,6 +24,7 @@ from bot.discord_app.command_sync import sync_if_changed
 from bot.discord_app.notifier import DiscordNotifier
 from bot.discord_app.ops import GatewayState, IdentifyGate
 from bot.discord_app.tree import SoraTree
+from bot.jobs.claims import hold_database
 from bot.jobs.runner import JobRunner
 from bot.jobs.settings import RunnerSettings
 from bot.ops.lag import watch_loop_lag
@@ -72,6 +73,7 @@ class SoraBot(commands.AutoShardedBot):
         self.gateway_state = GatewayState()
         self.has_gateway = gateway  # False: a worker (REST only); /healthz then has no gateway section
         self.identify_gate = IdentifyGate()
+        self._release_database: Callable[[], None] | None = None
 
     @property
     def tree(self) -> SoraTree:
@@ -79,6 +81,13 @@ class SoraBot(commands.AutoShardedBot):
         tree = super().tree
         assert isinstance(tree, SoraTree)
         return tree
+
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        """Hold the database for jobs before anything connects (SQLite: one process per file; a second one ends
+        here in one line, ConfigError), then log in and connect as discord.py does."""
+        if self.start_jobs and self._release_database is None:
+            self._release_database = hold_database(self.db)
+        await super().start(token, reconnect=reconnect)
 
     async def setup_hook(self) -> None:
         self.notifier = DiscordNotifier(self, clock=self.clock)
@@ -99,6 +108,8 @@ class SoraBot(commands.AutoShardedBot):
                 job_timeout=s.job_timeout,
                 unconfirmed_wait=3600.0 * s.time_scale,
                 queue_refresh=10.0 * s.time_scale,
+                lease_seconds=s.job_lease_seconds,
+                process_name=s.process_name,
             ),
             schedule=PollSchedule().scaled(s.time_scale),
             metrics=self.services.metrics,
@@ -174,6 +185,9 @@ class SoraBot(commands.AutoShardedBot):
             self._lag.cancel()
         if self._ops is not None:
             await self._ops.stop()
+        if self._release_database is not None:
+            self._release_database()
+            self._release_database = None
         await super().close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -30,9 +31,11 @@ class VideoDelivery:
 
     def __init__(self, *, api: VideoAPIClient, notifier: Notifier, settings: Callable[[], RunnerSettings],
                  clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
-                 status: Callable[[Job, str], Awaitable[None]]) -> None:
+                 status: Callable[[Job, str], Awaitable[None]],
+                 before_post: Callable[[Job], Awaitable[None]]) -> None:
         self.api, self.notifier, self._settings = api, notifier, settings
         self.clock, self.sleep, self.status = clock, sleep, status
+        self.before_post = before_post  # the lease check right before a post, which cannot be taken back
 
     @property
     def settings(self) -> RunnerSettings:
@@ -62,6 +65,7 @@ class VideoDelivery:
                 try:
                     delivery = await self._post_file(job, path, size) if size is not None else None
                     if delivery is None:
+                        await self.before_post(job)
                         delivery = await self.notifier.deliver_link(job, job.result_url, job.result_expires_at)
                     break
                 except DeliveryDelayed as exc:
@@ -99,12 +103,14 @@ class VideoDelivery:
         if send is None:
             return None
         try:
+            await self.before_post(job)
             return await self.notifier.deliver_file(job, send)
         except TooLarge as exc:
             smaller = await fit_to_size(path, int((exc.limit or limit) * 0.9), fallback_duration=job.duration)
             if smaller is None:
                 return None
             with contextlib.suppress(TooLarge):
+                await self.before_post(job)
                 return await self.notifier.deliver_file(job, smaller)
         return None
 
@@ -120,12 +126,25 @@ class VideoDelivery:
         await self.sleep(delay)
 
 
-def clear_video_dir(video_dir: Path) -> int:
-    """Delete partial downloads and re-encodes a killed process left behind (resumed jobs fetch again)."""
+def clear_video_dir(video_dir: Path, older_than: float | None = None) -> int:
+    """Delete partial downloads and re-encodes a killed process left behind (resumed jobs fetch again).
+
+    `older_than` (seconds): spare files written more recently, which another process sharing the folder (and
+    the database) may be writing now; None removes every leftover (one process per database).
+    """
     removed = 0
+    cutoff = time.time() - older_than if older_than is not None else float("inf")
     for path in video_dir.iterdir():
-        if path.is_file() and (path.name.endswith(".part") or path.suffix == ".mp4"):
+        if (path.is_file() and (path.name.endswith(".part") or path.suffix == ".mp4")
+                and _mtime(path) < cutoff):
             with contextlib.suppress(OSError):
                 path.unlink()
                 removed += 1
     return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")  # gone already

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.jobs.delivery import VideoDelivery, clear_video_dir
-from bot.jobs.health import HealthMonitor
+from bot.jobs.delivery import VideoDelivery
 from bot.jobs.notifier import Delivery, Notifier, StatusUpdate
+from bot.jobs.ownership import JobTasks
 from bot.jobs.settings import LINK_LIFETIME, MAX_CREATES, JobFailed, RunnerSettings
-from bot.jobs.slots import SlotPool
 from bot.jobs.throttle import StatusThrottle
 from bot.ops.metrics import Metrics
 from bot.upstream.client import VideoAPIClient
@@ -37,7 +35,8 @@ from bot.upstream.errors import (
 from bot.upstream.models import Task
 from bot.upstream.retry import PollSchedule, capped, wait_for_task
 from storage.db import Database
-from storage.errors import JobEnded
+from storage.errors import JobEnded, JobNotFound, LeaseLost
+from storage.leases import DRIVING
 from storage.models import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -45,159 +44,92 @@ log = logging.getLogger(__name__)
 INTERNAL = "Something went wrong on our side."
 
 
-class JobRunner:
-    """Own every job from hold to settlement; one asyncio task per live job, all tracked."""
+class JobRunner(JobTasks):
+    """Own each claimed job from hold to settlement (bot.jobs.ownership.JobTasks: which jobs, under which lease).
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        api: VideoAPIClient,
-        notifier: Notifier,
-        settings: RunnerSettings | None = None,
-        schedule: PollSchedule | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        metrics: Metrics | None = None,
-    ) -> None:
-        settings = settings or RunnerSettings()
-        self.metrics = metrics or Metrics()
-        self.db, self.api, self.notifier, self.settings = db, api, notifier, settings
-        self.schedule = schedule or PollSchedule()
-        self.clock, self.sleep = clock, sleep
-        self.monitor = HealthMonitor(api, interval=settings.health_interval, clock=clock, sleep=sleep)
-        self.health = self.monitor.state
-        self.slots = SlotPool(settings.max_running)
+    Every write about a job carries this process's lease on it (LeaseLost once another process claimed it), and
+    the steps that cannot be taken back — the create, a post — come right after a fenced write or touch.
+    """
+
+    def __init__(self, *, db: Database, api: VideoAPIClient, notifier: Notifier,
+                 settings: RunnerSettings | None = None, schedule: PollSchedule | None = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 metrics: Metrics | None = None) -> None:
+        super().__init__(db=db, api=api, notifier=notifier, settings=settings, schedule=schedule, clock=clock,
+                         sleep=sleep, metrics=metrics)
         self.delivery = VideoDelivery(api=api, notifier=notifier, settings=lambda: self.settings, clock=clock,
-                                      sleep=sleep, status=self._note)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
-        self._hints: dict[str, str] = {}  # task ids named by callbacks for jobs whose create answer was lost
-        self._throttles: dict[str, StatusThrottle] = {}
-        self._background: set[asyncio.Task[None]] = set()
-        self._started_at = clock()
-        self.settings.video_dir.mkdir(parents=True, exist_ok=True)
-
-    # ---- lifecycle -------------------------------------------------------------------------------
-
-    async def start(self) -> int:
-        """Resume every unfinished job (oldest first); start the health re-check and the token sweep."""
-        removed = clear_video_dir(self.settings.video_dir)
-        if removed:
-            log.info("removed files left by an earlier run", extra={"count": removed})
-        jobs = await self.db.jobs.unfinished()
-        for job in jobs:  # jobs that were past the queue keep their slots before any queued job asks for one
-            if job.state != "queued":
-                self.slots.occupy(job.id, job.guild_id)
-        for job in jobs:
-            self.launch(job)
-        self._spawn(self.monitor.run(), "health")
-        self._spawn(self._sweep_tokens(), "tokens")
-        if jobs:
-            log.info("resumed unfinished jobs", extra={"count": len(jobs)})
-        return len(jobs)
-
-    def launch(self, job: Job) -> None:
-        """Start driving a job whose row and hold already exist; idempotent per job id."""
-        if job.id in self._tasks:
-            return
-        self._tasks[job.id] = task = asyncio.create_task(self._drive(job.id), name=f"job-{job.id}")
-        task.add_done_callback(functools.partial(self._forget_task, job.id))
-
-    def _forget_task(self, job_id: str, _task: asyncio.Task[None]) -> None:
-        self._tasks.pop(job_id, None)
-
-    def poke(self, job_id: str, task_id: str | None = None) -> bool:
-        """A callback arrived for this job: re-read its task now instead of at the next poll.
-
-        `task_id` is what the callback said the task is; it is only a hint, used (after the upstream confirms
-        it) for a job whose create answer was lost.
-        """
-        if job_id not in self._tasks:
-            return False
-        if task_id:
-            self._hints[job_id] = task_id
-        event = self._wake.setdefault(job_id, asyncio.Event())  # an early callback (still submitting) counts too
-        event.set()
-        return True
-
-    @property
-    def driven(self) -> int:
-        """How many jobs this process is driving now (health and metrics)."""
-        return len(self._tasks)
-
-    async def abort(self, job_id: str) -> None:
-        """Stop driving a job now (its data is being erased); the caller settles it. No-op if not driven."""
-        task = self._tasks.get(job_id)
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    async def wait_idle(self, timeout: float) -> None:
-        """Wait until no job is being driven (tests, benchmarks, shutdown)."""
-        async with asyncio.timeout(timeout):
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
-
-    async def stop(self) -> None:
-        """Cancel every job task; each step is a transaction, so nothing is left half-written."""
-        tasks = [*self._tasks.values(), *self._background]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+                                      sleep=sleep, status=self._note, before_post=self._sure)
 
     # ---- one job ---------------------------------------------------------------------------------
 
     async def _drive(self, job_id: str) -> None:
+        DRIVING.set((job_id, self._leases))  # writes for this job by code that carries no lease: fenced too
+        if job_id not in self._leases and not await self.claims.claim(1, job_id=job_id):
+            return  # another process holds it
         job = await self.db.jobs.get(job_id)
-        if job is None or job.state in ("delivered", "failed"):
+        if job is None or job.is_finished:
             return
         extra = {"job": job.id, "guild": job.guild_id}
-        resumed = job.state == "completed" and job.updated_at < self._started_at
+        taken_over = job.fence > 1 or job.updated_at < self._started_at  # someone drove it before this claim
         try:
-            if job.state == "queued":
-                await self._wait_for_slot(job)
-            else:  # it was running before a restart: it keeps its place
-                self.slots.occupy(job.id, job.guild_id)
-            if job.state in ("queued", "submitting"):
-                job = await self._submit(job)
-            if job.state == "running":
-                job = await self._follow(job, resumed=job.updated_at < self._started_at)
-            if job.state == "completed" and not (resumed and await self._adopt_earlier_post(job)):
-                await self._deliver(job)
-        except JobEnded:  # cancelled between its slot and its create (Jobs.cancel_queued): settled there
-            log.info("job ended while it waited (cancelled); nothing was sent", extra=extra)
-        except JobFailed as failure:
-            log.info("job failed", extra={**extra, "code": failure.code})
-            await self._fail(job, failure.code, failure.user_message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job crashed; refunding", extra=extra)
-            await self._fail(job, "internal", INTERNAL)
+            try:
+                if job.state == "queued":
+                    job = await self._wait_for_slot(job)
+                if job.state in ("queued", "submitting"):
+                    job = await self._submit(job)
+                if job.state == "running":
+                    job = await self._follow(job, resumed=taken_over)
+                if job.state == "completed" and not (taken_over and await self._adopt_earlier_post(job)):
+                    await self._deliver(job)
+            except JobEnded:  # cancelled while it waited (Jobs.cancel_queued): settled there
+                log.info("job ended while it waited (cancelled); nothing was sent", extra=extra)
+            except JobFailed as failure:
+                log.info("job failed", extra={**extra, "code": failure.code})
+                await self._fail(job, failure.code, failure.user_message)
+            except (asyncio.CancelledError, LeaseLost, JobNotFound):
+                raise
+            except Exception:
+                log.exception("job crashed; refunding", extra=extra)
+                await self._fail(job, "internal", INTERNAL)
+        except LeaseLost:
+            log.warning("lease lost: another process drives this job now; nothing more is written here", extra=extra)
+        except JobNotFound:
+            log.info("job's row is gone (its data was erased); stopping", extra=extra)
         finally:
-            self.slots.release(job_id)
+            self.slots.forget(job_id)
             self._wake.pop(job_id, None)
             self._hints.pop(job_id, None)
             self._throttles.pop(job_id, None)
+            self.slots.kick()  # a slot may be free now: here, and (NOTIFY) in every other process
+            self._announce("slot")
 
-    async def _wait_for_slot(self, job: Job) -> None:
-        """Queue for a slot, refreshing the job's place in the queue now and then (not on every move)."""
-        settings = await self.db.guilds.get(job.guild_id)
-        acquire = asyncio.ensure_future(self.slots.acquire(job.id, job.guild_id, settings.max_jobs_per_guild))
-        try:
-            while not acquire.done():
+    async def _wait_for_slot(self, job: Job) -> Job:
+        """Wait for the database to grant a slot (storage.leases.start_queued), showing the job's place now and
+        then (not on every move); the job comes back `submitting`.
+
+        Raises:
+            JobEnded: it left the queue otherwise (cancelled or erased) while it waited.
+        """
+        while True:
+            waiter = self.slots.wait(job.id, self._lease(job.id).fence)
+            while not waiter.done:
                 position = self.slots.position(job.id)
                 if position is not None:
                     await self._status(job, "queued", queue_position=position)
-                await asyncio.wait({acquire}, timeout=self.settings.queue_refresh)
-            await acquire
-        finally:
-            if not acquire.done():
-                acquire.cancel()
+                try:
+                    async with asyncio.timeout(self.settings.queue_refresh):
+                        await waiter.event.wait()
+                except TimeoutError:
+                    self.slots.kick(changed=False)  # the fallback when no wake-up came
+                waiter.event.clear()
+            self.slots.forget(job.id)
+            fresh = await self.db.jobs.get(job.id)
+            if fresh is None or fresh.state == "failed":
+                raise JobEnded(job.id, fresh.state if fresh else "erased", "submitting")
+            if fresh.owner != self.owner or fresh.fence != self._lease(job.id).fence:
+                raise LeaseLost(job.id, self.owner, self._lease(job.id).fence)
+            if fresh.state != "queued":
+                return fresh
 
     async def _submit(self, job: Job) -> Job:
         """Send the create, at most `max_creates` times in all (counted in the row, so across restarts too).
@@ -212,8 +144,9 @@ class JobRunner:
                 return await self._await_unconfirmed(job)
             if job.attempts >= self.settings.max_creates:
                 raise JobFailed("too_many_creates", TRY_LATER)
-            job = await self.db.jobs.mark_submitting(job.id)  # JobEnded: cancelled while it waited
             await self._status(job, "submitting")
+            # The fenced write right before the create, which bills the operator and cannot be taken back.
+            job = await self.db.jobs.mark_submitting(job.id, lease=self._lease(job.id))  # JobEnded: cancelled
             try:
                 task_id = await self.api.create_task(
                     prompt=job.prompt,
@@ -228,7 +161,7 @@ class JobRunner:
                 continue  # job.create_inflight is set: wait for the callback or refund
             except VideoAPIError as exc:
                 self.health.record(exc)
-                job = await self.db.jobs.mark_create_refused(job.id)
+                job = await self.db.jobs.mark_create_refused(job.id, lease=self._lease(job.id))
                 failures += 1
                 delay = self.settings.backoff().delay(failures) if exc.retryable else None
                 if delay is None or job.attempts >= self.settings.max_creates:
@@ -243,7 +176,7 @@ class JobRunner:
                 await self.sleep(delay)
                 continue
             log.info("submitted", extra={"job": job.id, "task": task_id, "attempt": job.attempts})
-            return await self.db.jobs.mark_running(job.id, task_id)
+            return await self.db.jobs.mark_running(job.id, task_id, lease=self._lease(job.id))
 
     async def _await_unconfirmed(self, job: Job) -> Job:
         """A create whose answer was lost: recognise its task by the callback to this job's own URL, or refund.
@@ -267,7 +200,7 @@ class JobRunner:
                 else:
                     log.info("recognised the task of a lost create by its callback", extra={"job": job.id, "task": hint})
                     wake.set()  # its callback came, so the task has likely ended: read it at once
-                    return await self.db.jobs.mark_running(job.id, hint)
+                    return await self.db.jobs.mark_running(job.id, hint, lease=self._lease(job.id))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(deadline - self.clock(), 0.0)):
                     await wake.wait()
@@ -309,7 +242,7 @@ class JobRunner:
             raise JobFailed("no_output", UpstreamError.friendly)
         expires = (task.completed_at or self.clock()) + LINK_LIFETIME
         log.info("task completed", extra={"job": job.id, "task": job.task_id})
-        return await self.db.jobs.mark_completed(job.id, task.video_urls[0], expires)
+        return await self.db.jobs.mark_completed(job.id, task.video_urls[0], expires, lease=self._lease(job.id))
 
     async def _adopt_earlier_post(self, job: Job) -> bool:
         """After a crash between posting and recording, find the post instead of posting the video again."""
@@ -329,7 +262,7 @@ class JobRunner:
         await self._settle_delivered(job, await self.delivery.run(job))
 
     async def _settle_delivered(self, job: Job, delivery: Delivery) -> None:
-        if await self.db.jobs.finish_delivered(job.id, delivery.url):
+        if await self.db.jobs.finish_delivered(job.id, delivery.url, lease=self._lease(job.id)):
             log.info("delivered and charged", extra={"job": job.id, "how": delivery.how, "credits": job.cost})
             job = await self.db.jobs.get(job.id) or job
             entries = await self.db.ledger.for_job(job.id)
@@ -343,7 +276,7 @@ class JobRunner:
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         before = await self.db.jobs.get(job.id) or job  # settling forgets the interaction token; the notice needs it
-        if await self.db.jobs.finish_failed(job.id, code, message):
+        if await self.db.jobs.finish_failed(job.id, code, message, lease=self._lease(job.id)):
             self.metrics.job_finished("failed", code)
             self.metrics.credits_moved("released", job.cost)
             note = f"{message} Your {job.cost} credits were refunded."
@@ -358,6 +291,8 @@ class JobRunner:
 
     async def _status(self, job: Job, state: JobState, *, progress: float | None = None,
                       queue_position: int | None = None, note: str | None = None, final: bool = False) -> None:
+        if not final and not self.claims.valid(job.id):
+            return  # past our lease by our own clock (paused?): say nothing until a renewal says it is still ours
         update = StatusUpdate(state=state, elapsed=max(0.0, self.clock() - job.created_at), progress=progress,
                               queue_position=queue_position, note=note, final=final)
         throttle = self._throttles.setdefault(job.id, StatusThrottle())
@@ -366,6 +301,8 @@ class JobRunner:
             return
         try:
             await self.notifier.show_status(job, update)
+        except LeaseLost:
+            raise  # recording a new status message is a fenced write too
         except Exception:
             log.exception("status update failed", extra={"job": job.id})
 
@@ -376,24 +313,6 @@ class JobRunner:
     def _callback_url(self, job: Job) -> str | None:
         base = self.settings.callback_base_url
         return f"{base.rstrip('/')}/callbacks/{job.callback_token}" if base else None
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _sweep_tokens(self) -> None:
-        """Interaction tokens are secrets: once Discord has killed one (15 minutes), nothing needs it."""
-        while True:
-            try:
-                forgotten = await self.db.jobs.forget_expired_interactions(self.clock())
-            except Exception:
-                log.exception("forgetting expired interaction tokens failed")
-            else:
-                if forgotten:
-                    log.info("forgot expired interaction tokens", extra={"count": forgotten})
-            await self.sleep(self.settings.health_interval)
 
 
 __all__ = ["MAX_CREATES", "JobFailed", "JobRunner", "RunnerSettings"]

@@ -36,6 +36,9 @@ class RunnerSettings:
     retry_base: float = 2.0
     retry_cap: float = 120.0
     queue_refresh: float = 10.0  # how often a queued job looks up its place again
+    lease_seconds: float = 30.0  # JOB_LEASE_SECONDS: a claim on a job lasts this long without renewal
+    claim_interval: float = 5.0  # how often an idle process looks for jobs to claim when no wake-up came
+    process_name: str | None = None  # SORA_PROCESS_NAME: the readable part of this process's owner name
 
     def backoff(self, attempts: int | None = None) -> RetryPolicy:
         """The one retry policy for the runner's waits: creates, status reads, downloads, deliveries."""

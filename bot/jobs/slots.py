@@ -1,114 +1,112 @@
-"""A first-come queue for upstream slots, with a bot-wide limit and one per server."""
+"""This process's side of the database's slot grants: which of its jobs wait, their queue places, one pass at once.
+
+The slots themselves — MAX_RUNNING_JOBS bot-wide, each server's own limit, first come first served across every
+process — are counted and granted in the database (`storage.leases.Leases.start_queued`). What stays here is a
+thin local cache: the events the waiting jobs sleep on, the last FIFO order read (members' queue places), and
+the coalescing of passes, so a thousand waiting jobs cost one grant transaction per change, not one each.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from storage.db import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class _Waiter:
-    job_id: str
-    guild_id: int
-    guild_limit: int
-    future: asyncio.Future[None] = field(repr=False)
+class Waiter:
+    """One of our queued jobs waiting here: `event` is set after every pass (its place may have moved) and when
+    it is `done` — granted a slot, or gone from the queue some other way (cancelled, erased)."""
+
+    fence: int
+    done: bool = False
+    event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class SlotPool:
-    """Hand out running slots in arrival order, skipping only waiters whose server is at its own limit.
+class Slots:
+    """Grant passes for this process's queued jobs, run when something changed (or now and then, as a fallback)."""
 
-    A waiter whose server is full does not block another server's job behind it (no head-of-line
-    blocking), but within a server jobs always start in the order they arrived. Every operation is
-    O(1) except a release, which scans the queue once, so thousands of queued jobs stay cheap.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._running: dict[str, int] = {}  # job id -> guild id
-        self._per_guild: Counter[int] = Counter()
-        self._waiters: list[_Waiter] = []
-        self._waiting_per_guild: Counter[int] = Counter()
-        self._positions: dict[str, int] | None = None  # cache, rebuilt after the queue changes
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
+    def __init__(self, db: Database, *, owner: Callable[[], str], max_running: Callable[[], int],
+                 clock: Callable[[], float], min_interval: float) -> None:
+        self.db, self._owner, self._max_running, self._clock = db, owner, max_running, clock
+        self.min_interval = min_interval  # periodic (nothing known to have changed) passes at most this often
+        self._waiting: dict[str, Waiter] = {}
+        self._places: dict[str, int] = {}
+        self._pass: asyncio.Task[None] | None = None
+        self._again = False
+        self._last = float("-inf")
+        self.passes = 0  # grant transactions run (benchmarks)
 
     @property
     def waiting(self) -> int:
-        return len(self._waiters)
-
-    def running_in(self, guild_id: int) -> int:
-        return self._per_guild[guild_id]
+        return len(self._waiting)
 
     def position(self, job_id: str) -> int | None:
-        """1-based place of a waiting job in the queue, or None if it is not waiting."""
-        if self._positions is None:
-            self._positions = {w.job_id: i for i, w in enumerate(self._waiters, start=1)}
-        return self._positions.get(job_id)
+        """1-based place of a queued job in the bot-wide queue, as last read from the database (None if unknown)."""
+        return self._places.get(job_id)
 
-    def holds(self, job_id: str) -> bool:
-        return job_id in self._running
+    def set_places(self, queue: list[str]) -> None:
+        """Remember the FIFO order of every queued job (from a grant pass, or a plain read when none runs)."""
+        self._places = {job_id: place for place, job_id in enumerate(queue, start=1)}
 
-    async def acquire(self, job_id: str, guild_id: int, guild_limit: int) -> None:
-        """Wait for a slot; cancelling the wait leaves the queue consistent."""
-        if job_id in self._running:
+    def wait(self, job_id: str, fence: int) -> Waiter:
+        """Enter a job of ours (under the lease with this fence) in the local waiting list and ask for a pass;
+        once `done`, the waiter re-reads its row to learn whether it was granted a slot or left the queue."""
+        entry = self._waiting.get(job_id)
+        if entry is None or entry.fence != fence:
+            entry = self._waiting[job_id] = Waiter(fence)
+        self.kick()
+        return entry
+
+    def is_waiting(self, job_id: str) -> bool:
+        entry = self._waiting.get(job_id)
+        return entry is not None and not entry.done
+
+    def forget(self, job_id: str) -> None:
+        self._waiting.pop(job_id, None)
+
+    def kick(self, *, changed: bool = True) -> None:
+        """Run a grant pass soon. `changed=False` (a periodic fallback) skips it if one ran within min_interval."""
+        if not self._waiting:
             return
-        # Anyone already waiting is held back by a limit this job would also hit, unless it is their own
-        # server's limit: so a job that fits now may start now without jumping its own server's queue.
-        if self._fits(guild_id, guild_limit) and not self._waiting_per_guild[guild_id]:
-            self.occupy(job_id, guild_id)
+        if not changed and self._clock() - self._last < self.min_interval:
             return
-        waiter = _Waiter(job_id, guild_id, guild_limit, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
-        self._waiting_per_guild[guild_id] += 1
-        self._positions = None
-        try:
-            await waiter.future
-        except asyncio.CancelledError:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-                self._waiting_per_guild[guild_id] -= 1
-                self._positions = None
-            elif job_id in self._running:  # granted just as we were cancelled: give it back
-                self.release(job_id)
-            raise
-
-    def occupy(self, job_id: str, guild_id: int) -> None:
-        """Give a slot without queueing: a job that was already running upstream before a restart."""
-        if job_id not in self._running:
-            self._running[job_id] = guild_id
-            self._per_guild[guild_id] += 1
-
-    def release(self, job_id: str) -> None:
-        """Free a job's slot (no-op if it had none) and start whoever may go next."""
-        guild_id = self._running.pop(job_id, None)
-        if guild_id is None:
+        if self._pass is not None and not self._pass.done():
+            self._again = True
             return
-        self._per_guild[guild_id] -= 1
-        if not self._per_guild[guild_id]:
-            del self._per_guild[guild_id]
-        self._wake()
+        self._pass = asyncio.create_task(self._run(), name="slot-pass")
 
-    def _fits(self, guild_id: int, guild_limit: int) -> bool:
-        return len(self._running) < self.limit and self._per_guild[guild_id] < max(guild_limit, 1)
+    async def stop(self) -> None:
+        if self._pass is not None:
+            self._pass.cancel()
+            await asyncio.gather(self._pass, return_exceptions=True)
 
-    def _wake(self) -> None:
-        kept: list[_Waiter] = []
-        for index, waiter in enumerate(self._waiters):
-            if len(self._running) >= self.limit:
-                kept.extend(self._waiters[index:])
-                break
-            if waiter.future.done():
-                self._waiting_per_guild[waiter.guild_id] -= 1
-                continue
-            if self._fits(waiter.guild_id, waiter.guild_limit):
-                self._waiting_per_guild[waiter.guild_id] -= 1
-                self.occupy(waiter.job_id, waiter.guild_id)
-                waiter.future.set_result(None)
-            else:
-                kept.append(waiter)
-        if len(kept) != len(self._waiters):
-            self._waiters = kept
-            self._positions = None
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            self._last = self._clock()
+            waiting = {job_id: entry.fence for job_id, entry in self._waiting.items() if not entry.done}
+            if not waiting:
+                return
+            try:
+                grants = await self.db.leases.start_queued(self._owner(), self._max_running(), waiting)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("slot pass failed; the waiting jobs will ask again")
+                return
+            self.passes += 1
+            self.set_places(grants.queue)
+            queued = set(grants.queue)
+            started = set(grants.started)
+            for job_id, entry in self._waiting.items():
+                if job_id in waiting and (job_id in started or job_id not in queued):
+                    entry.done = True  # started, or no longer queued at all (cancelled or erased meanwhile)
+                entry.event.set()
+            if not self._again:
+                return
