@@ -61,6 +61,7 @@ class PgServer:
     bin_dir: Path
     port: int
     prefix: list[str]
+    options: str = ""  # what pg_ctl start was given, so halt() + resume() bring back the same server
 
     @property
     def data(self) -> Path:
@@ -105,6 +106,7 @@ class PgServer:
                 started = server._cmd("pg_ctl", "-D", str(server.data), "-l", str(root / "server.log"), "-w",
                                       "-t", "60", "-o", " ".join(options), "start", timeout=90)
                 if started.returncode == 0:
+                    server.options = " ".join(options)
                     break
                 if attempt == 2:
                     log = (root / "server.log").read_text(errors="replace")[-2000:] if (root / "server.log").exists() else ""
@@ -115,6 +117,17 @@ class PgServer:
             shutil.rmtree(root, ignore_errors=True)
             raise
         return server
+
+    def halt(self) -> None:
+        """Stop the server but keep its data: the database "goes away" until resume()."""
+        self._cmd("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port with the same data."""
+        started = self._cmd("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
+                            "-o", self.options, "start", timeout=90)
+        if started.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr[-1000:]}")
 
     def stop(self) -> None:
         """Stop at once (nothing here needs a clean shutdown) and delete the folder."""

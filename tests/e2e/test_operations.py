@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.harness import World, accepted, running_bot, start_subprocess
 from tests.helpers import free_port
+from tests.pgserver import find_bin_dir, running_server
 from tests.ops.sentry_standin import sentry_standin
 from tests.ops.test_ops import sample
 
@@ -63,6 +64,25 @@ async def wait_health(port: int, want: int, timeout: float = 20.0) -> dict[str, 
             if status == want:
                 return dict(json.loads(body))
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.allow_errors(r"^discord\.(client|shard): Attempting a reconnect")  # the outage we cause
+@pytest.mark.allow_errors(r".")  # a database outage makes the bot log errors; the point is /healthz
+async def test_healthz_turns_503_while_postgresql_is_down_and_200_again_after(world: World) -> None:
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    port = free_port()
+    with running_server() as server:
+        world.database_url = server.url("postgres")
+        world.extra_env["METRICS_PORT"] = str(port)
+        async with running_bot(world):
+            assert (await wait_health(port, 200))["database"] == "ok"
+            await asyncio.to_thread(server.halt)
+            down = await wait_health(port, 503)
+            assert down["database"] == "unreachable", down
+            await asyncio.to_thread(server.resume)
+            back = await wait_health(port, 200, timeout=30)
+            assert back["database"] == "ok"
 
 
 @pytest.mark.allow_errors(r"^discord\.(client|shard): Attempting a reconnect")  # the outage we cause
