@@ -11,7 +11,7 @@ from tests.e2e.harness import InProcessBot, World, run_cli
 
 SLASH, MESSAGE = 1, 3
 SUB, GROUP = 1, 2
-STRING, INTEGER, USER, CHANNEL, ATTACHMENT = 3, 4, 6, 7, 11
+STRING, INTEGER, USER, CHANNEL, ROLE, ATTACHMENT = 3, 4, 6, 7, 8, 11
 GUILD_CONTEXT = 0
 MANAGE_GUILD = "32"
 
@@ -88,6 +88,10 @@ async def test_admin_group_is_manage_server_only_and_guild_only(world: World, bo
         "jobs": {},
         "status": {},
         "data": {"delete-member": {"user": (USER, True)}, "delete-server": {"confirm": (STRING, True)}},
+        "tiers": {"set": {"role": (ROLE, True), "refill": (INTEGER, False), "per_member": (INTEGER, False),
+                          "durations": (STRING, False)},
+                  "remove": {"role": (ROLE, True)},
+                  "show": {}},
     }
     options = by_name(admin.options)
     config = by_name(options["config"]["options"])
