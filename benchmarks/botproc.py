@@ -1,7 +1,8 @@
-"""`python -m bot run`, plus (when BENCH_LAG_FILE is set) a probe that measures this process's event-loop lag.
+"""`python -m bot run` (or `worker`, with BENCH_VERB=worker), plus (when BENCH_LAG_FILE is set) a probe that
+measures this process's event-loop lag.
 
 The probe sleeps 50 ms at a time and writes `<wall time> <seconds late>` per wake-up: how long any callback
-of the bot would have waited for the loop. Used by bench_many_jobs.py and bench_delivery_memory.py.
+of the bot would have waited for the loop. Used by bench_many_jobs.py, bench_delivery_memory.py and bench_scale_out.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import run_bot
+from bot.app import run_bot, run_worker
 from bot.config import load_settings
 from bot.logs import configure_logging
 
@@ -36,7 +37,7 @@ async def main() -> int:
     lag_file = os.environ.get("BENCH_LAG_FILE")
     task = asyncio.create_task(probe(Path(lag_file))) if lag_file else None
     try:
-        return await run_bot(settings)
+        return await (run_worker if os.environ.get("BENCH_VERB") == "worker" else run_bot)(settings)
     finally:
         if task is not None:
             task.cancel()

@@ -28,6 +28,7 @@ SCRIPTS = {
     "delivery_memory": "bench_delivery_memory.py",
     "ledger": "bench_ledger.py",
     "many_jobs": "bench_many_jobs.py",
+    "scale_out": "bench_scale_out.py",
 }
 
 
@@ -84,6 +85,19 @@ def summary_rows(results: dict[str, dict]) -> list[list[str]]:
                      f"CPU {s['cpu_percent_of_one_core']}% of a core, RSS {s['rss_max_mb']} MB, "
                      f"{s['status_requests_per_s']} GET/s, initial response p99 "
                      f"{s['initial_response_ms'].get('p99')} ms"])
+    r = results.get("scale_out")
+    if r and "layouts" in r:
+        for x in r["layouts"]:
+            s = x["steady"]
+            rows.append([f"{x['jobs']} jobs in flight, {x['processes']} process(es) on one PostgreSQL",
+                         "initial response p99 < 250 ms",
+                         f"loop lag p99 max {s['loop_lag_p99_ms_max']} ms, initial response p99 "
+                         f"{s['initial_response_ms'].get('p99')} ms, {x['ramp']['claims_per_s']} claims/s, "
+                         f"{s['polls_per_s']} GET/s"])
+        f, a = r["layouts"][-1]["failover"], r["layouts"][-1]["audit"]
+        rows.append(["kill -9 of one of 3 processes mid-load", "0 lost, 0 double charges",
+                     f"{f['jobs_held']} jobs taken over in {f['takeover_s']} s (lease {r['layouts'][-1]['lease_s']} s); "
+                     f"lost {a['lost']}, double charges {a['double_charges']}, second posts {a['second_posts']}"])
     return rows
 
 

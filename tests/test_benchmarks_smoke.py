@@ -16,11 +16,11 @@ def test_every_benchmark_runs_in_quick_mode_and_its_invariants_hold(tmp_path: Pa
     out = tmp_path / "results.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--json", str(out), "--timeout", "100"],
-        capture_output=True, text=True, timeout=110, check=False, cwd=ROOT,
+        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"initial_response", "polling", "delivery_memory", "ledger", "many_jobs"}
+    assert set(results) == {"initial_response", "polling", "delivery_memory", "ledger", "many_jobs", "scale_out"}
 
     ledger = results["ledger"]  # the books after concurrent holds and settlements
     throughput, overspend = ledger["throughput"], ledger["overspend"]
@@ -43,4 +43,14 @@ def test_every_benchmark_runs_in_quick_mode_and_its_invariants_hold(tmp_path: Pa
 
     steady = results["many_jobs"]["steady"]  # the probe commands were all answered while jobs were followed
     assert steady["initial_response_missing"] == 0 and steady["tasks_in_flight"] > 0
+    scale = results["scale_out"]  # several processes: nothing lost, charged or posted twice, all taken over
+    if "skipped" not in scale:
+        assert scale["invariants_hold"] is True, scale
+        for layout in scale["layouts"]:
+            audit = layout["audit"]
+            assert audit["lost"] == audit["double_charges"] == audit["second_posts"] == 0, audit
+            assert audit["second_upstream_tasks"] == audit["ledger_problems"] == 0, audit
+            assert layout["ramp"]["no_response"] == 0 and layout["steady"]["initial_response_missing"] == 0
+        failover = scale["layouts"][-1]["failover"]
+        assert failover["jobs_held"] > 0 and failover["not_taken_over"] == 0, failover
     assert "Summary" in done.stdout
