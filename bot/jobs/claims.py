@@ -100,8 +100,8 @@ class Claims:
             released = await self.db.leases.unregister(self.owner)
             if released:
                 log.info("gave back leases on the way out", extra={"count": released})
-        except Exception:
-            log.exception("giving back leases failed; they expire on their own")
+        except Exception:  # the database is gone or down: nothing is lost, the leases simply run out
+            log.warning("giving back leases failed; they expire on their own", exc_info=True)
         finally:
             if self._presence is not None:
                 await self._presence.close()
@@ -119,8 +119,8 @@ class Claims:
                 await self.pass_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("claim pass failed; trying again")
+            except Exception:  # the database is down (/healthz says so): our leases run out, others take over
+                log.warning("claim pass failed; trying again", exc_info=True)
             try:
                 async with asyncio.timeout(self.interval):
                     await self._wake.wait()
