@@ -71,6 +71,8 @@ class JobRunner(JobTasks):
             return
         extra = {"job": job.id, "guild": job.guild_id}
         taken_over = job.fence > 1 or job.updated_at < self._started_at  # someone drove it before this claim
+        if taken_over:  # its status was edited elsewhere, lately perhaps: keep to the throttle across processes
+            self._throttles[job.id] = StatusThrottle.taken_over(job.state, self.clock())
         try:
             try:
                 if job.state == "queued":

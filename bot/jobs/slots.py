@@ -97,8 +97,8 @@ class Slots:
                 grants = await self.db.leases.start_queued(self._owner(), self._max_running(), waiting)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("slot pass failed; the waiting jobs will ask again")
+            except Exception:  # the database is down (/healthz says so); the waiting jobs ask again
+                log.warning("slot pass failed; the waiting jobs will ask again", exc_info=True)
                 return
             self.passes += 1
             self.set_places(grants.queue)

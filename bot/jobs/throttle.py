@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.jobs.notifier import StatusUpdate
+from storage.models import JobState
 
 HOUR = 3600.0
 
@@ -23,6 +24,15 @@ class StatusThrottle:
     old_message_interval: float = 300.0
     _last: StatusUpdate | None = None
     _last_at: float = float("-inf")
+
+    @classmethod
+    def taken_over(cls, state: JobState, now: float) -> StatusThrottle:
+        """The throttle of a job whose status another process (or an earlier run) was editing: as if an edit of
+        this state had just been sent, since when the last one went is not known here. So a takeover never
+        edits sooner than one process would: only a real change, a final edit, or the throttle's own pace."""
+        throttle = cls()
+        throttle._last, throttle._last_at = StatusUpdate(state=state, elapsed=0.0), now
+        return throttle
 
     def should_send(self, update: StatusUpdate, now: float, message_age: float | None) -> bool:
         last = self._last

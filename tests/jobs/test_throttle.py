@@ -26,3 +26,12 @@ def test_old_messages_edit_rarely_but_final_always() -> None:
     assert not t.should_send(upd("completed"), 100, 4100)
     assert t.should_send(upd("completed"), 301, 4301)
     assert t.should_send(upd("delivered", final=True), 302, 4302)
+
+
+def test_a_takeover_edits_no_sooner_than_the_process_before_it_would_have() -> None:
+    t = StatusThrottle.taken_over("running", 1000)  # the other process may have edited just now
+    assert not t.should_send(upd("running", 10), 1001, 1001)  # no progress edit within min_interval
+    assert t.should_send(upd("completed"), 1002, 1002)  # a real change still goes out at once
+    old = StatusThrottle.taken_over("running", 5000)
+    assert not old.should_send(upd("completed"), 5100, 4000)  # an hour-old message: the 30046 pace holds
+    assert old.should_send(upd("delivered", final=True), 5101, 4001)
