@@ -12,9 +12,9 @@ import pytest
 
 from tests.e2e.harness import World, accepted, running_bot, start_subprocess
 from tests.helpers import free_port
-from tests.pgserver import find_bin_dir, running_server
 from tests.ops.sentry_standin import sentry_standin
 from tests.ops.test_ops import sample
+from tests.pgserver import find_bin_dir, running_server
 
 
 async def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
