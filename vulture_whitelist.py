@@ -46,7 +46,7 @@ _.seq
 _.finished_at
 
 # Observable state of a small class, read by its own tests (and by the metrics gauges, as they get wired).
-_.running  # bot.jobs.slots.SlotPool
+_.running  # bot.jobs.slots.the slot cache
 _.waiting
 _.running_in
 _.holds
