@@ -31,7 +31,7 @@ _.tiers_set
 _.tiers_remove
 _.tiers_show
 _.on_guild_role_delete  # Cog listener: a deleted role's tier goes with it
-_.delete_member  # also storage.reports.Reports.delete_member (test-only; storage's API is being reshaped)
+_.delete_member
 _.delete_server
 _.BASE  # discord.http.Route.BASE, read by discord.py
 _.DEFAULT_GATEWAY  # discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY, read by discord.py
@@ -57,12 +57,9 @@ _.at  # bot.simulator.state.RecordedRequest / CallbackAttempt
 _.authorized
 _.requests_to
 
-# storage/ is being reshaped for a second backend (issue 11, item 3, in its own branch): these test-only calls
-# go with that reshaping instead of being removed twice. Ledger.settle/release settle a hold without a state
-# change and are used only by tests and benchmarks/bench_ledger.py.
-_.settle
-_.latest_version  # storage.migrate: the tests' reference for "fully migrated"
-_.delete_guild
+# Test-facing by design: the schema version this code writes is what the migration tests and `db upgrade`'s
+# tests compare a database against.
+_.latest_version  # storage.migrate
 
 # bot/ops: operations building blocks (metrics, /healthz, loop lag, Sentry) not wired into the bot yet.
 _.watch_loop_lag

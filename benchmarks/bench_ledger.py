@@ -4,7 +4,7 @@ Each database is opened like the bot opens it (`storage.Database`): SQLite is on
 connection, BEGIN IMMEDIATE); PostgreSQL is an asyncpg pool (10 connections) on a throwaway local server
 started for the run with fsync on (tests/pgserver.py), or the database BENCH_DATABASE_URL names.
 Phase 1: N asyncio tasks start together; each holds credits for a job (`db.jobs.create_with_hold`, which
-checks every quota) and then settles it (`db.ledger.settle`, or `release` for every tenth). Then every
+checks every quota) and then settles it (`settle`, or `release` for every tenth, from tests/storage/ledger_ops.py). Then every
 settlement is attempted a second time, concurrently (each must be refused), and the books are checked:
 `db.ledger.verify() == []`, held == 0, each balance equals its grants minus its charges, entry counts exact.
 Phase 2 (overspend): one member can afford K jobs; 50 concurrent holds must yield exactly K.
@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common
+from tests.storage import ledger_ops
 
 GUILD = 1
 COST = 100
@@ -54,7 +55,7 @@ async def _pairs(db, indices: range, members: int, gate: asyncio.Event) -> dict:
         job = await _hold(db, 1000 + i % members)
         t1 = time.perf_counter()
         release = i % 10 == 9
-        done = await (db.ledger.release(job.id, "bench") if release else db.ledger.settle(job.id))
+        done = await (ledger_ops.release(db, job.id, "bench") if release else ledger_ops.settle(db, job.id))
         hold_lat.append(t1 - t0)
         settle_lat.append(time.perf_counter() - t1)
         assert done, "first settlement refused"
@@ -72,7 +73,7 @@ async def _pairs(db, indices: range, members: int, gate: asyncio.Event) -> dict:
 async def _books(db, results: list[tuple[str, bool]], members: int) -> dict:
     """Retry every settlement (all must be refused), then check every balance and entry count."""
     pairs = len(results)
-    seconds = await asyncio.gather(*(db.ledger.settle(job_id) for job_id, _ in results), return_exceptions=True)
+    seconds = await asyncio.gather(*(ledger_ops.settle(db, job_id) for job_id, _ in results), return_exceptions=True)
     double = sum(1 for s in seconds if s is True)
     problems = await db.ledger.verify()
     charged = dict.fromkeys(range(1000, 1000 + members), 0)
@@ -116,7 +117,7 @@ async def overspend(db, affordable: int = 7, attempts: int = 50) -> dict:
     accepted = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, QuotaRefused)]
     other = [r for r in results if isinstance(r, BaseException) and not isinstance(r, QuotaRefused)]
-    await asyncio.gather(*(db.ledger.settle(j.id) for j in accepted))
+    await asyncio.gather(*(ledger_ops.settle(db, j.id) for j in accepted))
     bal = await db.ledger.balance(GUILD, user)
     return {"affordable": affordable, "attempts": attempts, "accepted": len(accepted), "refused": len(refused),
             "errors": [repr(e) for e in other[:3]], "available_after": bal.available, "held_after": bal.held}

@@ -275,24 +275,6 @@ class Ledger:
             available, held = await balance_in(conn, guild_id, user_id)
         return Balance(available, held, next_refill(settings, now))
 
-    async def settle(self, job_id: str) -> bool:
-        """Turn the job's hold into a charge; True if this call did it, False if it was already settled.
-
-        Raises:
-            LookupError: the job has no hold.
-        """
-        async with self._db.write() as conn:
-            return await settle_in(conn, self._db.now(), job_id, "charge", reason="video delivered")
-
-    async def release(self, job_id: str, reason: str) -> bool:
-        """Give the job's held credits back; True if this call did it, False if it was already settled.
-
-        Raises:
-            LookupError: the job has no hold.
-        """
-        async with self._db.write() as conn:
-            return await settle_in(conn, self._db.now(), job_id, "release", reason=reason)
-
     async def refund(self, job_id: str, actor_id: int | None, reason: str) -> bool:
         """An admin's refund: release a job still held, or pay back a charged one; at most once per job.
 

@@ -150,17 +150,6 @@ class Reports:
             jobs=await self._db.jobs.recent_for_user(guild_id, user_id, limit),
         )
 
-    async def delete_member(self, guild_id: int, user_id: int) -> dict[str, int]:
-        """Erase everything stored about one member in one server, ledger included; rows deleted per table.
-
-        Their unfinished jobs are ended first, in the same transaction (see erase()).
-        """
-        return (await self.erase(guild_id, user_id)).counts
-
-    async def delete_guild(self, guild_id: int) -> dict[str, int]:
-        """Erase everything stored about one server, ledger and settings included; rows deleted per table."""
-        return (await self.erase(guild_id, None)).counts
-
     async def erase(self, guild_id: int, user_id: int | None) -> Erasure:
         """End a server's (or one member's) unfinished jobs, then erase all their rows, in one transaction.
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from storage.db import Database
 from storage.errors import NotEnoughCredits, QuotaRefused
+from tests.storage.ledger_ops import release, settle
 
 from .conftest import ALICE, BOB, GUILD, Clock, request
 
@@ -147,9 +148,9 @@ async def test_a_thousand_concurrent_hold_settle_pairs_never_overspend(db: Datab
             return type(refusal).__name__
         await asyncio.sleep(0)  # let other tasks interleave between hold and settlement
         if fate == "charge":
-            assert await db.ledger.settle(job.id) is True
+            assert await settle(db, job.id) is True
         else:
-            assert await db.ledger.release(job.id, "failed") is True
+            assert await release(db, job.id, "failed") is True
         return fate
 
     fates = [(user, rng.choice(["charge", "charge", "charge", "release"])) for user in members for _ in range(50)]

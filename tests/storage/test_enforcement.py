@@ -17,6 +17,7 @@ import pytest
 
 from storage.conn import translate_placeholders
 from storage.db import Database
+from tests.storage.ledger_ops import settle
 
 from .conftest import ALICE, BOB, GUILD, request, run_to_completed
 
@@ -79,7 +80,7 @@ async def test_double_settlement_by_raw_sql_is_refused(db: Database) -> None:
         await entry(conn, "refund", 100, 0, job.id)
         with pytest.raises(REFUSED, match=UNIQUE):
             await entry(conn, "refund", 100, 0, job.id)
-    assert await db.ledger.settle(job.id) is False
+    assert await settle(db, job.id) is False
     assert await db.ledger.verify() == []
 
 

@@ -9,6 +9,7 @@ import pytest
 from storage.db import Database
 from storage.errors import AmountOutOfRange
 from storage.ledger import MAX_BALANCE, MAX_ENTRY
+from tests.storage.ledger_ops import release, settle
 
 from .conftest import ALICE, BOB, GUILD, OTHER_GUILD, Clock, request, run_to_completed
 
@@ -100,13 +101,13 @@ async def test_an_admin_refund_that_would_pass_the_cap_is_refused(db: Database) 
 
 async def test_settle_and_release_are_idempotent_and_exclusive(db: Database) -> None:
     a = await db.jobs.create_with_hold(request(duration=4))
-    assert await db.ledger.settle(a.id) is True
-    assert await db.ledger.settle(a.id) is False
-    assert await db.ledger.release(a.id, "late") is False
+    assert await settle(db, a.id) is True
+    assert await settle(db, a.id) is False
+    assert await release(db, a.id, "late") is False
     balance = await db.ledger.balance(GUILD, ALICE)
     assert (balance.available, balance.held) == (100, 0)
     with pytest.raises(LookupError):
-        await db.ledger.settle("no-such-job")
+        await settle(db, "no-such-job")
     assert await db.ledger.verify() == []
 
 

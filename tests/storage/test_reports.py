@@ -65,7 +65,7 @@ async def test_delete_member_removes_only_that_member(db: Database) -> None:
     await _deliver(db, BOB, 4)
     await _deliver(db, ALICE, 4, guild_id=OTHER_GUILD)
     await db.guilds.block(GUILD, ALICE, "x", actor_id=BOB)
-    counts = await db.reports.delete_member(GUILD, ALICE)
+    counts = (await db.reports.erase(GUILD, ALICE)).counts
     assert counts == {"ledger": 4, "jobs": 2, "balances": 1, "refill_periods": 0, "blocked_members": 1,
                       "member_roles": 0}
     assert await db.ledger.entries(GUILD, ALICE) == []
@@ -74,7 +74,7 @@ async def test_delete_member_removes_only_that_member(db: Database) -> None:
     assert len(await db.ledger.entries(OTHER_GUILD, ALICE)) == 3
     assert await db.ledger.verify() == []
     # The ledger is append-only again after the erasure.
-    assert await db.reports.delete_member(GUILD, ALICE) == {
+    assert (await db.reports.erase(GUILD, ALICE)).counts == {
         "ledger": 0, "jobs": 0, "balances": 0, "refill_periods": 0, "blocked_members": 0, "member_roles": 0}
     # A member whose data was erased is new to the bot again.
     assert (await db.ledger.balance(GUILD, ALICE)).available == 200
@@ -85,7 +85,7 @@ async def test_delete_guild(db: Database) -> None:
     await _deliver(db, ALICE, 4)
     await _deliver(db, BOB, 4)
     await _deliver(db, ALICE, 4, guild_id=OTHER_GUILD)
-    counts = await db.reports.delete_guild(GUILD)
+    counts = (await db.reports.erase(GUILD, None)).counts
     assert counts["ledger"] == 6 and counts["jobs"] == 2 and counts["guild_settings"] == 1
     assert counts["refill_periods"] == 2
     assert (await db.guilds.get(GUILD)).refill_amount == 0
