@@ -16,7 +16,7 @@ from bot.config import Settings
 from bot.discord_app.client import SoraBot, point_discord_py_at
 from bot.ops.metrics import Metrics
 from bot.services import Services
-from bot.upstream.client import VideoAPIClient
+from bot.upstream.client import Timeouts, VideoAPIClient
 from bot.upstream.retry import RetryPolicy
 from storage.db import Database
 
@@ -43,6 +43,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             base_url=settings.sora_api_base,
             api_key=settings.sora_api_key.get_secret_value(),
             retry=RetryPolicy(base_delay=0.5 * scale, max_delay=8.0 * scale),
+            timeouts=Timeouts.uniform(settings.upstream_timeout) if settings.upstream_timeout else None,
             observer=metrics.upstream_call,
         )
         yield Services(settings=settings, db=db, api=api, session=session, metrics=metrics)

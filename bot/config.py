@@ -73,6 +73,8 @@ class Settings:
     log_format: str = "text"
     time_scale: float = 1.0  # shrinks poll and retry waits for tests and demos; 1 in production
     job_timeout: float = 43200.0  # a submitted task still unfinished this long is given up and refunded
+    upstream_timeout: float | None = None  # UPSTREAM_TIMEOUT: one bound for every video API call (else per call)
+    status_read_failures: int = 12  # STATUS_READ_FAILURES: failed status reads in a row before a job is refunded
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # /metrics and /healthz are served only when set
     sentry_dsn: Secret | None = None
@@ -258,6 +260,8 @@ def load_settings(
         log_format=opt("LOG_FORMAT", lambda n, v: _choice(n, v, ("text", "json")), "text"),
         time_scale=opt("SORA_TIME_SCALE", lambda n, v: _float(n, v, minimum=0.0001), 1.0),
         job_timeout=opt("JOB_TIMEOUT", lambda n, v: _float(n, v, minimum=1.0), 43200.0),
+        upstream_timeout=opt("UPSTREAM_TIMEOUT", lambda n, v: _float(n, v, minimum=0.1), None),
+        status_read_failures=opt("STATUS_READ_FAILURES", lambda n, v: _int(n, v, minimum=1, maximum=1000), 12),
         metrics_host=get("METRICS_HOST") or "127.0.0.1",
         metrics_port=opt("METRICS_PORT", lambda n, v: _int(n, v, minimum=1, maximum=65535), None),
         sentry_dsn=opt("SENTRY_DSN", lambda n, v: Secret(_url(n, v)), None),

@@ -15,3 +15,9 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def fast_upstream(*, poll_retries: int = 3, timeout: float = 1.0) -> dict[str, str]:
+    """Settings (given before the bot starts) that make fault tests take seconds: every video API call bounded by
+    `timeout`, and `poll_retries` failed status reads in a row before a job is refunded."""
+    return {"UPSTREAM_TIMEOUT": str(timeout), "STATUS_READ_FAILURES": str(poll_retries)}

@@ -110,6 +110,7 @@ class SoraBot(commands.AutoShardedBot):
                 queue_refresh=10.0 * s.time_scale,
                 lease_seconds=s.job_lease_seconds,
                 process_name=s.process_name,
+                poll_retries=s.status_read_failures,
             ),
             schedule=PollSchedule().scaled(s.time_scale),
             metrics=self.services.metrics,

@@ -50,6 +50,12 @@ class Timeouts:
     credits: float = 20.0
     download_read: float = 60.0  # the longest silence tolerated inside a download
 
+    @classmethod
+    def uniform(cls, seconds: float) -> Timeouts:
+        """The same bound for every call (UPSTREAM_TIMEOUT); downloads keep a silence of at least 5 s."""
+        return cls(connect=seconds, create=seconds, poll=seconds, credits=seconds,
+                   download_read=max(seconds, 5.0))
+
 
 Observer = Callable[[str, float, str | None], None]  # (endpoint, seconds, error code or None)
 

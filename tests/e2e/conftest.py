@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import InProcessBot, World, assert_pings_only_requesters, make_world, running_bot
+from tests.helpers import fast_upstream
 
 SUBPROCESS_ERROR = re.compile(r"^\S+Z (?:ERROR|CRITICAL)\s+(\S+: .*)$")
 
@@ -26,6 +27,8 @@ SUBPROCESS_ERROR = re.compile(r"^\S+Z (?:ERROR|CRITICAL)\s+(\S+: .*)$")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_errors(*patterns): ERROR log records (regexes on 'logger: message') a test provokes")
+    config.addinivalue_line(
+        "markers", "upstream(poll_retries=3, timeout=1.0): the bot starts with fast upstream settings (fault tests)")
 
 
 class _ErrorRecords(logging.Handler):
@@ -79,6 +82,9 @@ async def world(tmp_path: Path, database_url: str | None) -> AsyncIterator[World
 
 
 @pytest.fixture
-async def bot(world: World) -> AsyncIterator[InProcessBot]:
+async def bot(world: World, request: pytest.FixtureRequest) -> AsyncIterator[InProcessBot]:
+    """The in-process bot; `@pytest.mark.upstream(poll_retries=, timeout=)` shrinks its upstream patience first."""
+    for mark in request.node.iter_markers("upstream"):
+        world.extra_env.update(fast_upstream(**mark.kwargs))
     async with running_bot(world) as runner:
         yield runner

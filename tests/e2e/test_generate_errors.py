@@ -17,7 +17,6 @@ from tests.e2e.harness import (
     assert_settled,
     final_status,
     private_reply,
-    speed_up_upstream,
 )
 
 CREATES = "/v1/videos/generations"
@@ -68,9 +67,9 @@ REFUSED_AT_CREATE = [
 
 @pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: misconfigured", r"^bot\.jobs\.runner: create sent but its answer was lost", r"^bot\.jobs\.runner: create unconfirmed and no callbacks")  # the operator's attention: provoked
 @pytest.mark.parametrize(("kind", "phrase"), REFUSED_AT_CREATE)
+@pytest.mark.upstream
 async def test_refused_at_create_is_refunded_with_a_plain_reason(world: World, bot: InProcessBot, kind: str,
                                                                  phrase: str) -> None:
-    speed_up_upstream(bot)
     world.sim.state.inject(kind, "create")
     inter, job = await run(world, bot)
     await assert_refunded(world, bot, inter, job, phrase)
@@ -83,10 +82,10 @@ async def test_refused_at_create_is_refunded_with_a_plain_reason(world: World, b
 
 
 @pytest.mark.parametrize("kind", ["internal_error", "bad_gateway"])
+@pytest.mark.upstream
 async def test_lasting_5xx_at_create_makes_at_most_six_creates_then_refunds(world: World, bot: InProcessBot,
                                                                             kind: str) -> None:
     """One retry budget per job: a lasting 500 costs six creates in all (it was about 24: client × runner)."""
-    speed_up_upstream(bot)
     world.sim.state.inject(kind, "create", count=1000)
     inter, job = await run(world, bot)
     await assert_refunded(world, bot, inter, job, "try again")
@@ -98,9 +97,9 @@ async def test_lasting_5xx_at_create_makes_at_most_six_creates_then_refunds(worl
 
 @pytest.mark.allow_errors(r"^bot\.jobs\.runner: create sent but its answer was lost", r"^bot\.jobs\.runner: create unconfirmed and no callbacks")  # a possible orphaned task: provoked
 @pytest.mark.parametrize("kind", ["drop", "hang", "lost_answer", "malformed"])
+@pytest.mark.upstream(timeout=0.5)
 async def test_a_create_whose_answer_is_lost_is_never_sent_again(world: World, bot: InProcessBot, kind: str) -> None:
     """The create may have made a billed task: without callbacks to recognise it, refund; never resend it."""
-    speed_up_upstream(bot, timeout=0.5)
     world.sim.state.inject(kind, "create", count=1000)
     inter, job = await run(world, bot)
     await assert_refunded(world, bot, inter, job, "try again")
@@ -114,9 +113,9 @@ async def test_a_create_whose_answer_is_lost_is_never_sent_again(world: World, b
 
 
 @pytest.mark.parametrize("kind", ["internal_error", "bad_gateway", "rate_limit_exceeded"])
+@pytest.mark.upstream(timeout=0.5)
 async def test_transient_refusal_at_create_is_retried_and_charged_once(world: World, bot: InProcessBot,
                                                                        kind: str) -> None:
-    speed_up_upstream(bot, timeout=0.5)
     world.sim.state.inject(kind, "create", count=2, retry_after=0.05 if kind == "rate_limit_exceeded" else None)
     inter, job = await run(world, bot)
     assert job.state == "delivered", job.error_message
@@ -126,9 +125,9 @@ async def test_transient_refusal_at_create_is_retried_and_charged_once(world: Wo
     assert len(world.sim.state.requests_to(CREATES, "POST")) == 3 and len(world.sim.state.tasks) == 1
 
 
+@pytest.mark.upstream(timeout=3.0)
 async def test_a_late_create_answer_is_used(world: World, bot: InProcessBot) -> None:
     """An answer that comes late but inside the create's timeout is a task like any other: no second create."""
-    speed_up_upstream(bot, timeout=3.0)
     world.sim.state.inject("slow", "create", retry_after=0.8)
     _, job = await run(world, bot)
     assert job.state == "delivered", job.error_message
@@ -136,8 +135,8 @@ async def test_a_late_create_answer_is_used(world: World, bot: InProcessBot) -> 
     await assert_settled(bot, world, job)
 
 
+@pytest.mark.upstream
 async def test_rate_limit_at_create_waits_its_turn_and_is_charged_once(world: World, bot: InProcessBot) -> None:
-    speed_up_upstream(bot)
     world.sim.state.inject("rate_limit_exceeded", "create", count=4, retry_after=0.05)
     _, job = await run(world, bot)
     assert job.state == "delivered", job.error_message
@@ -152,8 +151,8 @@ async def test_rate_limit_at_create_waits_its_turn_and_is_charged_once(world: Wo
 
 
 @pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: out_of_credits")  # provoked
+@pytest.mark.upstream
 async def test_out_of_credits_refunds_pauses_intake_and_resumes_after_top_up(world: World, bot: InProcessBot) -> None:
-    speed_up_upstream(bot)
     await bot.db.guilds.update(world.guild.id, cooldown_seconds=0)
     world.sim.state.configure({"balance": 50})  # the operator's upstream balance is too low: a real 402
     inter, job = await run(world, bot)
@@ -185,9 +184,9 @@ async def test_out_of_credits_refunds_pauses_intake_and_resumes_after_top_up(wor
 
 # ---- poll time ----------------------------------------------------------------------------------------------------
 
+@pytest.mark.upstream
 async def test_task_not_found_at_poll_is_refunded(world: World, bot: InProcessBot) -> None:
     """Only the task's own end (failed, or unknown to the upstream) ends a job while following it."""
-    speed_up_upstream(bot)
     world.sim.state.inject("task_not_found", "poll")
     inter, job = await run(world, bot)
     await assert_refunded(world, bot, inter, job, "lost track")
@@ -203,9 +202,9 @@ async def test_task_failed_mentions_prohibited_content_and_refunds(world: World,
 @pytest.mark.allow_errors(r"^bot\.jobs\.health: pausing new jobs: misconfigured")  # provoked
 @pytest.mark.parametrize("kind", ["invalid_api_key", "ip_not_allowed", "model_not_found", "internal_error", "drop",
                                   "upstream_error", "spend_limit_exceeded", "malformed"])
+@pytest.mark.upstream(poll_retries=2)
 async def test_lasting_failure_at_poll_is_refunded_after_bounded_retries(world: World, bot: InProcessBot,
                                                                          kind: str) -> None:
-    speed_up_upstream(bot, poll_retries=2)
     world.sim.state.configure({"processing_seconds": 1000})
     world.sim.state.inject(kind, "poll", count=10_000)
     inter, job = await run(world, bot)
@@ -217,10 +216,10 @@ async def test_lasting_failure_at_poll_is_refunded_after_bounded_retries(world: 
 @pytest.mark.parametrize("kind", ["invalid_api_key", "ip_not_allowed", "model_not_found", "internal_error",
                                   "rate_limit_exceeded", "malformed", "unknown_status", "hang", "drop",
                                   "upstream_error", "spend_limit_exceeded", "invalid_request", "bad_gateway"])
+@pytest.mark.upstream(timeout=0.5)
 async def test_passing_trouble_at_poll_still_delivers_and_charges_once(world: World, bot: InProcessBot,
                                                                        kind: str) -> None:
     """The task exists and the operator paid for it: a blip while following must not throw the video away."""
-    speed_up_upstream(bot, timeout=0.5)
     world.sim.state.inject(kind, "poll", count=2, retry_after=0.05 if kind == "rate_limit_exceeded" else None)
     inter, job = await run(world, bot)
     assert job.state == "delivered", (job.error_code, job.error_message)

@@ -18,10 +18,9 @@ from tests.e2e.harness import (
     assert_settled,
     final_status,
     running_bot,
-    speed_up_upstream,
     video_posts,
 )
-from tests.helpers import free_port
+from tests.helpers import fast_upstream, free_port
 
 CREATES = "/v1/videos/generations"
 
@@ -34,7 +33,7 @@ def with_callbacks(world: World, **extra: str) -> None:
 
 @pytest.fixture
 async def callback_bot(world: World) -> AsyncIterator[InProcessBot]:
-    with_callbacks(world)
+    with_callbacks(world, **fast_upstream(timeout=0.5))
     async with running_bot(world) as runner:
         yield runner
 
@@ -43,7 +42,6 @@ async def callback_bot(world: World) -> AsyncIterator[InProcessBot]:
 async def test_a_lost_create_answer_is_recognised_by_its_callback(world: World, callback_bot: InProcessBot) -> None:
     """The upstream made the task but the answer never came: its callback to the job's own URL names it."""
     bot = callback_bot
-    speed_up_upstream(bot, timeout=0.5)
     world.sim.state.configure({"pending_seconds": 0.2, "processing_seconds": 0.5, "speed": 1.0})
     world.sim.state.inject("lost_answer", "create")
     inter = await world.generate()
@@ -61,9 +59,8 @@ async def test_a_lost_create_answer_is_recognised_by_its_callback(world: World, 
 @pytest.mark.allow_errors(r"^bot\.jobs\.runner: create (sent but its answer was lost|unconfirmed)")  # the lost answer is provoked
 async def test_a_forged_callback_cannot_make_a_lost_create_adopt_another_task(world: World) -> None:
     """A callback naming a task the upstream doesn't know is ignored; with no real callback the job is refunded."""
-    with_callbacks(world, SORA_TIME_SCALE="0.001")  # the wait for a callback: 3.6 s
+    with_callbacks(world, SORA_TIME_SCALE="0.001", **fast_upstream(timeout=0.5))  # the wait for a callback: 3.6 s
     async with running_bot(world) as bot:
-        speed_up_upstream(bot, timeout=0.5)
         world.sim.state.inject("drop", "create")  # no task was made, so no real callback will ever come
         inter = await world.generate()
         await accepted(inter)
