@@ -443,7 +443,7 @@ class BotProcess:
 
         self.world, self.name, self.verb = world, name, verb
         self.metrics_port = free_port()
-        self.env = {"METRICS_PORT": str(self.metrics_port), **(env or {})}
+        self.env = {"METRICS_PORT": str(self.metrics_port), "SORA_PROCESS_NAME": name, **(env or {})}
         self.log = world.tmp / f"{name}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -451,6 +451,10 @@ class BotProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def owns(self, owner: str | None) -> bool:
+        """Whether a job's `owner` column names this process (SORA_PROCESS_NAME, then `#` and a per-run tag)."""
+        return owner is not None and owner.split("#")[0] == self.name
 
     async def start(self, timeout: float = 60.0) -> BotProcess:
         """Spawn it and return once its /healthz answers 200 (for `run`: every shard of it connected)."""
