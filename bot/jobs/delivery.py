@@ -73,9 +73,10 @@ class VideoDelivery:
                     await self._wait_to_deliver_again(job, delays, exc)
         except Undeliverable as exc:
             raise JobFailed("undeliverable", exc.user_message) from exc
-        finally:
-            path.unlink(missing_ok=True)
-            fitted_path(path).unlink(missing_ok=True)
+        finally:  # a failing disk must not turn the job's own failure into a crash while cleaning up
+            for leftover in (path, fitted_path(path)):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
         return delivery
 
     async def _download(self, job: Job, path: Path) -> int:

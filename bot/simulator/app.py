@@ -161,9 +161,12 @@ async def _file(request: web.Request) -> web.StreamResponse:
     total = padded_size(path.stat().st_size, state.video_bytes)
     response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Content-Length": str(total)})
     await response.prepare(request)
-    async for chunk in stream_padded(path, total):
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        async for chunk in stream_padded(path, total):
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:  # the downloader went away (it gave up, or its disk failed): nothing to answer
+        log.info("simulator: download of %s abandoned by the client", request.match_info["token"][:6])
     return response
 
 

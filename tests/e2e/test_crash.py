@@ -191,8 +191,10 @@ async def test_kill_while_submitting_after_the_upstream_made_the_task_with_callb
     port = free_port()
     world.extra_env.update({"CALLBACK_PUBLIC_URL": f"http://127.0.0.1:{port}", "CALLBACK_HOST": "127.0.0.1",
                             "CALLBACK_PORT": str(port)})
-    world.sim.state.configure({"processing_seconds": 1.0, "callback_retry_delays": [0, 0.5, 1, 2, 4]})
+    # The task finishes only once the restarted bot is up, so its callback goes to the new process.
+    world.sim.state.configure({"processing_seconds": 1000, "callback_retry_delays": [0, 0.5, 1, 2, 4, 8]})
     bot = await _kill_after_the_upstream_made_the_task(world)
+    world.sim.state.clock.advance(1100)
     outcome = await settle_and_audit(world, bot, [world.member], 1)
     assert outcome.delivered == 1 and outcome.duplicates == 0
     assert len(world.sim.state.requests_to("/v1/videos/generations", "POST")) == 1
