@@ -360,21 +360,6 @@ def assert_friendly(text: str | None) -> None:
     assert not RAW_TEXT.search(text), f"not friendly: {text!r}"
 
 
-def speed_up_upstream(bot: InProcessBot, *, poll_retries: int = 3, timeout: float = 1.0) -> None:
-    """Shrink the API client's own retry sleeps and time bounds (SORA_TIME_SCALE does not reach them),
-    and the runner's patience with failing status reads, so fault tests take seconds."""
-    import dataclasses
-
-    from bot.upstream.client import Timeouts
-    from bot.upstream.retry import RetryPolicy
-
-    assert bot.bot is not None and bot.bot.runner is not None
-    bot.bot.api.retry = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=60.0)
-    bot.bot.api.timeouts = Timeouts(connect=timeout, create=timeout, poll=timeout, credits=timeout, download_read=5.0)
-    runner = bot.bot.runner
-    runner.settings = dataclasses.replace(runner.settings, poll_retries=poll_retries)
-
-
 async def ledger_kinds(bot: InProcessBot, job_id: str) -> list[str]:
     rows = await bot.db.fetchall("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
     return [r["kind"] for r in rows]
