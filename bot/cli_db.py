@@ -12,11 +12,14 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bot.config import ConfigError, load_database_target, redact_database_url
 from bot.logs import configure_logging
+
+if TYPE_CHECKING:
+    from storage.db import Database
 
 PROGRESS_MIN_ROWS = 10_000  # below this a copy takes a moment and a bar would only flash
 
@@ -50,21 +53,28 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     return asyncio.run(_upgrade(target, label))
 
 
-async def _upgrade(target: str | Path, label: str) -> int:
+async def _open(target: str | Path, label: str) -> Database | None:
+    """Open (and migrate) a database, or say in one line why not (the label never holds a password)."""
     import asyncpg
 
     from storage.db import Database
     from storage.errors import SchemaTooNew
-    from storage.migrate import latest_version
 
     try:
-        db = await Database.open(target)
+        return await Database.open(target)
     except SchemaTooNew as exc:
         print(f"sora-bot: {label}: {exc}", file=sys.stderr)
-        return 1
     except (OSError, ConnectionError, asyncpg.PostgresError) as exc:
         print(f"sora-bot: the database {label} could not be opened: {exc.__class__.__name__}: {exc}",
               file=sys.stderr)
+    return None
+
+
+async def _upgrade(target: str | Path, label: str) -> int:
+    from storage.migrate import latest_version
+
+    db = await _open(target, label)
+    if db is None:
         return 1
     await db.close()
     print(f"sora-bot: database {label} is at schema version {latest_version()} (up to date).")
@@ -84,27 +94,16 @@ def _cmd_copy(args: argparse.Namespace) -> int:
 
 
 async def _copy(source_path: Path, url: str, label: str, mode: str) -> int:
-    import asyncpg
     from tqdm import tqdm
 
     from storage.copy import TABLES, CopyRefused, copy_database
-    from storage.db import Database
-    from storage.errors import SchemaTooNew
 
-    try:
-        source = await Database.open(source_path)
-    except SchemaTooNew as exc:
-        print(f"sora-bot: {source_path}: {exc}", file=sys.stderr)
+    source = await _open(source_path, str(source_path))
+    if source is None:
         return 1
     try:
-        try:
-            target = await Database.open(url)
-        except SchemaTooNew as exc:
-            print(f"sora-bot: {label}: {exc}", file=sys.stderr)
-            return 1
-        except (OSError, ConnectionError, asyncpg.PostgresError) as exc:
-            print(f"sora-bot: the database {label} could not be opened: {exc.__class__.__name__}: {exc}",
-                  file=sys.stderr)
+        target = await _open(url, label)
+        if target is None:
             return 1
         try:
             total = 0
