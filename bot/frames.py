@@ -17,6 +17,7 @@ import imageio_ffmpeg
 from PIL import Image
 
 from bot.images import MIN_SHORT_SIDE, check_image
+from bot.video_fit import run_ffmpeg
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,12 @@ async def last_frame(video: Path, *, timeout: float = FRAME_TIMEOUT) -> bytes:
         out = Path(tmp) / "last.png"
         args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-sseof", f"-{TAIL_SECONDS}",
                 "-i", str(video), "-an", "-update", "1", "-y", str(out)]
-        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE)
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise FrameError("ffmpeg took too long") from None
-        if proc.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
-            log.info("no frame taken", extra={"file": video.name, "ffmpeg": err.decode(errors="replace")[-300:]})
+        result = await run_ffmpeg(args, timeout)
+        if result is None:
+            raise FrameError("ffmpeg took too long")
+        code, err = result
+        if code != 0 or not out.is_file() or out.stat().st_size == 0:
+            log.info("no frame taken", extra={"file": video.name, "ffmpeg": err})
             raise FrameError("ffmpeg read no frame")
         raw = out.read_bytes()
     return await asyncio.to_thread(_fit, raw)

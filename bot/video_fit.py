@@ -37,6 +37,19 @@ def fitted_path(src: Path) -> Path:
     return src.with_name(src.stem + ".fit.mp4")
 
 
+async def run_ffmpeg(args: list[str], timeout: float) -> tuple[int, str] | None:
+    """Run ffmpeg (its own binary, from imageio-ffmpeg) with a time bound: (exit code, stderr), None on timeout."""
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None
+    return proc.returncode or 0, err.decode(errors="replace")[-300:]
+
+
 async def fit_to_size(src: Path, limit: int, *, fallback_duration: float, timeout: float = 600.0) -> Path | None:
     """Re-encode `src` so it is at most `limit` bytes.
 
@@ -56,17 +69,13 @@ async def fit_to_size(src: Path, limit: int, *, fallback_duration: float, timeou
             "-maxrate", f"{budget_kbps}k", "-bufsize", f"{budget_kbps * 2}k",
             "-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-movflags", "+faststart", str(dest),
         ]
-        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE)
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        result = await run_ffmpeg(args, timeout)
+        if result is None:
             log.warning("re-encode timed out", extra={"file": src.name})
             return None
-        if proc.returncode != 0:
-            log.warning("re-encode failed", extra={"file": src.name, "ffmpeg": err.decode(errors="replace")[-300:]})
+        code, err = result
+        if code != 0:
+            log.warning("re-encode failed", extra={"file": src.name, "ffmpeg": err})
             return None
         size = dest.stat().st_size
         if size <= limit:
