@@ -229,7 +229,11 @@ class Leases:
             return kept
         async with self._db.write() as conn:
             expires = self._db.now() + lease_seconds
-            for chunk in _chunks(list(held)):
+            for chunk in _chunks(sorted(held)):
+                # Row locks in id order first: two processes renewing (or one renewing while another takes over)
+                # then always meet in the same order, so they queue instead of deadlocking.
+                await fetchall(conn, f"SELECT id FROM jobs WHERE owner = ? AND id IN ({_marks(len(chunk))}) "
+                               f"ORDER BY id{conn.for_update}", (owner, *chunk))
                 rows = await fetchall(
                     conn, f"UPDATE jobs SET lease_expires_at = ? WHERE owner = ? AND id IN ({_marks(len(chunk))}) "
                     "RETURNING id, fence", (expires, owner, *chunk))
