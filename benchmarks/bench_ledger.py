@@ -198,18 +198,23 @@ async def _fresh(db) -> None:
     await db.guilds.update(GUILD, **common.GENEROUS)
 
 
+async def measure(db, pairs: int) -> tuple[dict, dict]:
+    """The pairs and the overspend race on one freshly opened database, which this closes."""
+    try:
+        await _fresh(db)
+        t = await throughput(db, pairs)
+        o = await overspend(db)
+        t["verify_after_all"] = await db.ledger.verify()
+    finally:
+        await db.close()
+    return t, o
+
+
 async def run_sqlite(pairs: int) -> dict:
     from storage.db import Database
 
     with common.workdir("ledger") as tmp:
-        db = await Database.open(tmp / "ledger.db")
-        try:
-            await _fresh(db)
-            t = await throughput(db, pairs)
-            o = await overspend(db)
-            t["verify_after_all"] = await db.ledger.verify()
-        finally:
-            await db.close()
+        t, o = await measure(await Database.open(tmp / "ledger.db"), pairs)
     return {"throughput": t, "overspend": o,
             "invariants_hold": _sound(t) and not t["verify_after_all"] and _no_overspend(o)}
 
@@ -228,14 +233,7 @@ async def run_postgres(pairs: int) -> dict:
                 assert server is not None
                 return await create_database(server, name)
 
-            db = await Database.open(await database("bench_one"))
-            try:
-                await _fresh(db)
-                t = await throughput(db, pairs)
-                o = await overspend(db)
-                t["verify_after_all"] = await db.ledger.verify()
-            finally:
-                await db.close()
+            t, o = await measure(await Database.open(await database("bench_one")), pairs)
             if given:
                 p = {"skipped": "BENCH_DATABASE_URL is one database; the 3-process run needs a second, empty one"}
                 ok_p = True

@@ -76,11 +76,10 @@ async def old_token_generate(world: World, seconds_left: float = 20.0, **options
 
 # ---- 403 storms -----------------------------------------------------------------------------------------------
 
-async def test_channel_the_bot_may_not_post_in_is_not_asked_again_all_job_long(
-        world: World, eager_status: None, bot: InProcessBot) -> None:
-    """Send Messages denied from the start (discord.py's cache knows it): no status post is even tried, the
-    video arrives by the interaction's followup, and the channel sees at most one refused request."""
-    world.fake.forbid(world.channel.id, {"send_messages"})
+
+async def delivered_past_a_refusing_channel(world: World, bot: InProcessBot, figure: str) -> None:
+    """A long render with progress, in a channel that refuses the bot: delivered by the interaction's followup,
+    settled once, and the channel asked at most once for the whole job."""
     world.sim.state.configure({"processing_seconds": 1000})
     await accepted(await world.generate())
     await bot.wait_job(lambda j: j.state == "running")
@@ -88,9 +87,17 @@ async def test_channel_the_bot_may_not_post_in_is_not_asked_again_all_job_long(
     assert job.state == "delivered", job.error_message
     assert uploads(world) == [WEBHOOK_POST]
     refused = refused_in(world, world.channel.id)
-    print(f"DISCORD-FIGURES requests to a forbidden channel per job (permissions cached): {len(refused)}")
+    print(f"DISCORD-FIGURES requests to a forbidden channel per job ({figure}): {len(refused)}")
     assert len(refused) <= 1, [(r.method, r.path, r.status) for r in refused]
     await assert_settled(bot, world, job)
+
+
+async def test_channel_the_bot_may_not_post_in_is_not_asked_again_all_job_long(
+        world: World, eager_status: None, bot: InProcessBot) -> None:
+    """Send Messages denied from the start (discord.py's cache knows it): no status post is even tried, the
+    video arrives by the interaction's followup, and the channel sees at most one refused request."""
+    world.fake.forbid(world.channel.id, {"send_messages"})
+    await delivered_past_a_refusing_channel(world, bot, "permissions cached")
 
 
 async def test_refusal_the_cache_did_not_predict_is_remembered_for_the_job(
@@ -99,16 +106,7 @@ async def test_refusal_the_cache_did_not_predict_is_remembered_for_the_job(
     for this job (status creates, edits and the delivery), and the video goes by followup."""
     world.fake.fail_next(None, rf"^/channels/{world.channel.id}/messages", status=403, code=50013, times=1000,
                          message="Missing Permissions")
-    world.sim.state.configure({"processing_seconds": 1000})
-    await accepted(await world.generate())
-    await bot.wait_job(lambda j: j.state == "running")
-    job = await render_with_progress(world, bot)
-    assert job.state == "delivered", job.error_message
-    assert uploads(world) == [WEBHOOK_POST]
-    refused = refused_in(world, world.channel.id)
-    print(f"DISCORD-FIGURES requests to a forbidden channel per job (not in the cache): {len(refused)}")
-    assert len(refused) <= 1, [(r.method, r.path, r.status) for r in refused]
-    await assert_settled(bot, world, job)
+    await delivered_past_a_refusing_channel(world, bot, "not in the cache")
 
 
 async def test_forbidden_channel_and_dead_token_the_video_goes_by_dm_with_one_refusal_at_most(
